@@ -1,0 +1,178 @@
+/*
+ * raw.c — the raw format: guest bytes are file bytes.
+ *
+ * Sparse-aware: block status passes through to the file (SEEK_DATA/HOLE),
+ * so holes are reported as zero and never read.  Create honours
+ * preallocation=off|falloc|full.  A raw image chosen by probing refuses
+ * writes to its first sector that would make it probe as another format
+ * (qemu's protection against CVE-2008-2004).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "blocklayer/block_int.h"
+#include "common/util.h"
+
+static int raw_probe(const uint8_t *buf, int buf_size, const char *filename)
+{
+    return 1; /* the fallback for everything */
+}
+
+static const OptDesc raw_create_opts[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+static int raw_create(const BdrvCreateInfo *ci, Error **errp)
+{
+    PreallocMode prealloc = PREALLOC_OFF;
+    const char *p = opts_get(ci->opts, "preallocation");
+    if (p && (prealloc_parse(p, &prealloc) < 0 || prealloc == PREALLOC_METADATA)) {
+        error_setg(errp, "Invalid parameter '%s'", p);
+        return -EINVAL;
+    }
+    BlockFile *f =
+        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    if (!f) {
+        return -EIO;
+    }
+    int ret = bfile_truncate(f, (int64_t)ci->size, prealloc, errp);
+    bfile_close(f);
+    return ret;
+}
+
+static int raw_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+{
+    int64_t len = bfile_getlength(bs->file);
+    if (len < 0) {
+        error_setg_errno(errp, (int)-len, "Could not get image size");
+        return (int)len;
+    }
+    bs->total_size = len;
+    return 0;
+}
+
+static void raw_close(BlockDriverState *bs) {}
+
+static int raw_pread(BlockDriverState *bs, int64_t offset, int64_t bytes, void *buf)
+{
+    return bfile_pread(bs->file, offset, buf, (size_t)bytes);
+}
+
+/* A probed raw image: would the new first sector make it probe as non-raw? */
+static int check_probed_write(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf)
+{
+    if (!bs->probed || offset >= 512) {
+        return 0;
+    }
+    uint8_t sector[512];
+    int ret = bfile_pread(bs->file, 0, sector, sizeof(sector));
+    if (ret < 0) {
+        return ret;
+    }
+    size_t n = (size_t)MIN(bytes, 512 - offset);
+    memcpy(sector + offset, buf, n);
+    const BlockDriver *drv = bdrv_probe_buf(sector, sizeof(sector), bs->filename, NULL);
+    return drv && !drv->is_raw ? -EPERM : 0;
+}
+
+static int raw_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf)
+{
+    int ret = check_probed_write(bs, offset, bytes, buf);
+    if (ret < 0) {
+        return ret;
+    }
+    return bfile_pwrite(bs->file, offset, buf, (size_t)bytes);
+}
+
+static int raw_write_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags)
+{
+    if (bs->probed && offset < 512) {
+        return -ENOTSUP; /* goes through raw_pwrite and its check */
+    }
+    return bfile_write_zeroes(bs->file, offset, bytes, flags & BDRV_REQ_MAY_UNMAP);
+}
+
+static int raw_discard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    return bfile_discard(bs->file, offset, bytes);
+}
+
+static int raw_block_status(BlockDriverState *bs, bool want_zero, int64_t offset, int64_t bytes,
+                            int64_t *pnum, int64_t *map, BlockFile **file)
+{
+    *pnum = bytes;
+    *map = offset;
+    *file = bs->file;
+    return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
+}
+
+static int raw_truncate(BlockDriverState *bs, int64_t offset, bool exact, PreallocMode prealloc,
+                        bool shrink_allowed, Error **errp)
+{
+    int ret = bfile_truncate(bs->file, offset, prealloc, errp);
+    if (ret == 0) {
+        bs->total_size = offset;
+    }
+    return ret;
+}
+
+static int raw_measure(const Opts *opts, BlockDriverState *in_bs, BlockMeasureInfo *info,
+                       Error **errp)
+{
+    uint64_t size;
+    if (in_bs) {
+        size = (uint64_t)bdrv_getlength(in_bs);
+    } else if (opts_get_size(opts, "size", 0, &size, errp) < 0) {
+        return -EINVAL;
+    }
+    /* raw: every byte of the guest is a byte of the file */
+    size = ROUND_UP(size, BDRV_SECTOR_SIZE);
+    info->required = size;
+    info->fully_allocated = size;
+    const char *p = opts_get(opts, "preallocation");
+    PreallocMode mode = PREALLOC_OFF;
+    if (p && prealloc_parse(p, &mode) < 0) {
+        error_setg(errp, "Invalid parameter '%s'", p);
+        return -EINVAL;
+    }
+    if (in_bs && mode == PREALLOC_OFF) {
+        /* Only allocated ranges need space. */
+        uint64_t required = 0;
+        int64_t len = bdrv_getlength(in_bs);
+        for (int64_t off = 0; off < len;) {
+            int64_t pnum;
+            int ret =
+                bdrv_block_status_above(in_bs, NULL, true, off, len - off, &pnum, NULL, NULL, NULL);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Unable to get block status");
+                return ret;
+            }
+            if (!(ret & BDRV_BLOCK_ZERO)) {
+                required += (uint64_t)pnum;
+            }
+            off += pnum;
+        }
+        info->required = ROUND_UP(required, BDRV_SECTOR_SIZE);
+    }
+    return 0;
+}
+
+const BlockDriver bdrv_raw = {
+    .format_name = "raw",
+    .instance_size = 1,
+    .thread_model = THREAD_MODEL_PARALLEL,
+    .is_raw = true,
+    .probe = raw_probe,
+    .create = raw_create,
+    .create_opts = raw_create_opts,
+    .open = raw_open,
+    .close = raw_close,
+    .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .write_zeroes = raw_write_zeroes,
+    .discard = raw_discard,
+    .block_status = raw_block_status,
+    .truncate = raw_truncate,
+    .measure = raw_measure,
+};
