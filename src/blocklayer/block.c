@@ -179,9 +179,9 @@ static void bdrv_free(BlockDriverState *bs)
 
 /* Open one layer (no backing chain).  Errors are prefixed "Could not open 'F': ". */
 static BlockDriverState *open_one(const char *filename, const char *fmt, const Opts *options,
-                                  int flags, Error **errp)
+                                  int flags, BlockFile *file, Error **errp)
 {
-    char *proto = unsupported_protocol(filename);
+    char *proto = file ? NULL : unsupported_protocol(filename);
     if (proto) {
         if (!strcmp(proto, "file")) {
             filename += 5;
@@ -197,16 +197,20 @@ static BlockDriverState *open_one(const char *filename, const char *fmt, const O
         drv = bdrv_find_format(fmt);
         if (!drv) {
             error_setg(errp, "Could not open '%s': Unknown driver '%s'", filename, fmt);
+            bfile_close(file);
             return NULL;
         }
         if (drv->read_only && (flags & BDRV_O_RDWR)) {
             error_setg(errp,
                        "Could not open '%s': Driver '%s' can only be used for read-only devices",
                        filename, fmt);
+            bfile_close(file);
             return NULL;
         }
     }
-    BlockFile *file = bfile_open(filename, bfile_flags_for(flags), errp);
+    if (!file) {
+        file = bfile_open(filename, bfile_flags_for(flags), errp);
+    }
     if (!file) {
         return NULL;
     }
@@ -265,6 +269,8 @@ static BlockDriverState *open_one(const char *filename, const char *fmt, const O
     return bs;
 }
 
+static BlockDriverState *open_chain(BlockDriverState *bs, int flags, Error **errp);
+
 /* Is the host file of bs already in the chain from top? */
 static bool chain_has_file(BlockDriverState *top, BlockFile *f)
 {
@@ -296,7 +302,7 @@ int bdrv_open_backing(BlockDriverState *bs, Error **errp)
         int flags = (p->open_flags & ~(BDRV_O_RDWR | BDRV_O_CHECK)) | BDRV_O_NO_BACKING;
         Error *local = NULL;
         BlockDriverState *b =
-            open_one(p->backing_filename_full, p->backing_format, NULL, flags, &local);
+            open_one(p->backing_filename_full, p->backing_format, NULL, flags, NULL, &local);
         if (!b) {
             error_propagate(errp, local);
             error_prepend(errp, "Could not open backing file: ");
@@ -341,10 +347,26 @@ BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *o
         opts_release(&o);
         return bs;
     }
-    BlockDriverState *bs = open_one(filename, fmt, options, flags, errp);
+    BlockDriverState *bs = open_one(filename, fmt, options, flags, NULL, errp);
     if (!bs) {
         return NULL;
     }
+    return open_chain(bs, flags, errp);
+}
+
+BlockDriverState *bdrv_open_file(BlockFile *file, const char *fmt, const Opts *options, int flags,
+                                 Error **errp)
+{
+    BlockDriverState *bs = open_one(file->filename, fmt, options, flags, file, errp);
+    if (!bs) {
+        return NULL;
+    }
+    return open_chain(bs, flags, errp);
+}
+
+/* Open the backing chain of a freshly opened bs (per flags); frees bs on failure. */
+static BlockDriverState *open_chain(BlockDriverState *bs, int flags, Error **errp)
+{
     if (!(flags & BDRV_O_NO_BACKING) && bs->backing_file && bs->backing_file[0]) {
         Error *local = NULL;
         if (bdrv_open_backing(bs, &local) < 0) {
@@ -352,7 +374,7 @@ BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *o
                 error_free(local);
             } else {
                 error_propagate(errp, local);
-                error_prepend(errp, "Could not open '%s': ", filename);
+                error_prepend(errp, "Could not open '%s': ", bs->filename);
                 bdrv_unref(bs);
                 return NULL;
             }

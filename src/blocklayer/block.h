@@ -123,6 +123,10 @@ const BlockDriver *bdrv_probe(BlockFile *file, const char *filename, Error **err
  */
 BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *options, int flags,
                             Error **errp);
+/* Open an image on an already open BlockFile (in-memory images for fuzzers,
+ * test filters).  Takes ownership of file (closed on failure too). */
+BlockDriverState *bdrv_open_file(BlockFile *file, const char *fmt, const Opts *options, int flags,
+                                 Error **errp);
 /* Open with a json:{...} or --image-opts option set ("driver", "file.filename", ...). */
 BlockDriverState *bdrv_open_opts(const Opts *options, int flags, Error **errp);
 /* Flatten a json:{...} object into dotted option keys ("file.filename"). */

@@ -341,14 +341,30 @@ static BlockFile *host_open(const char *filename, int oflags, int flags, Error *
     return f;
 }
 
+static BfileWrapHook wrap_hook;
+static void *wrap_opaque;
+
+void bfile_set_wrap_hook(BfileWrapHook hook, void *opaque)
+{
+    wrap_hook = hook;
+    wrap_opaque = opaque;
+}
+
+static BlockFile *maybe_wrap(BlockFile *f)
+{
+    return f && wrap_hook ? wrap_hook(f, wrap_opaque) : f;
+}
+
 BlockFile *bfile_open(const char *filename, int flags, Error **errp)
 {
-    return host_open(filename, (flags & BFILE_RDWR) ? O_RDWR : O_RDONLY, flags, errp, "open");
+    return maybe_wrap(
+        host_open(filename, (flags & BFILE_RDWR) ? O_RDWR : O_RDONLY, flags, errp, "open"));
 }
 
 BlockFile *bfile_create(const char *filename, int flags, Error **errp)
 {
-    return host_open(filename, O_RDWR | O_CREAT | O_TRUNC, flags | BFILE_RDWR, errp, "create");
+    return maybe_wrap(
+        host_open(filename, O_RDWR | O_CREAT | O_TRUNC, flags | BFILE_RDWR, errp, "create"));
 }
 
 void bfile_close(BlockFile *f)

@@ -93,6 +93,15 @@ BlockFile *bfile_new_mem(const char *name, const void *data, size_t len, bool wr
 const void *bfile_mem_data(BlockFile *f, size_t *len);
 void bfile_close(BlockFile *f);
 
+/*
+ * Test hook: when set, every file that bfile_open()/bfile_create() returns
+ * is passed through hook, which may wrap it (tests/support/fault_file.c:
+ * the fault-injection filter).  NULL restores plain files.  Not for
+ * product code paths.
+ */
+typedef BlockFile *(*BfileWrapHook)(BlockFile *f, void *opaque);
+void bfile_set_wrap_hook(BfileWrapHook hook, void *opaque);
+
 /* Thin dispatchers (see FileOps for contracts). */
 int bfile_pread(BlockFile *f, int64_t offset, void *buf, size_t bytes);
 int bfile_pwrite(BlockFile *f, int64_t offset, const void *buf, size_t bytes);

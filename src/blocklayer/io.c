@@ -151,7 +151,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int 
     }
     int64_t align = bs->request_alignment;
     int64_t head = align > 1 ? MIN(bytes, ROUND_UP(offset, align) - offset) : 0;
-    int64_t tail = align > 1 ? (offset + bytes - head) % align : 0;
+    int64_t tail = align > 1 ? (offset + bytes) % align : 0;
     if (head + tail >= bytes) {
         head = bytes;
         tail = 0;

@@ -8,6 +8,9 @@
 #ifndef IMGPIPE_CLI_CLI_H
 #define IMGPIPE_CLI_CLI_H
 
+/* The whole command line: dispatch on argv[1] (src/cli/dispatch.c). */
+int imgpipe_main(int argc, char **argv);
+
 /* imgpipe run <qemu-img command line>  (src/engine/qemu_img.c) */
 int cli_run(int argc, char **argv);
 
