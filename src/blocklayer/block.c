@@ -77,6 +77,25 @@ const BlockDriver *bdrv_probe_buf(const uint8_t *buf, int len, const char *filen
     return best;
 }
 
+/* Several formats recognise these bytes: say so, the chosen one may not be
+ * what the image's maker meant (a polyglot). */
+static void report_polyglot(const uint8_t *buf, int len, const char *filename,
+                            const BlockDriver *chosen)
+{
+    StrBuf others = STRBUF_INIT;
+    for (int i = 0; i < n_drivers; i++) {
+        if (drivers[i] != chosen && !drivers[i]->is_raw && drivers[i]->probe &&
+            drivers[i]->probe(buf, len, filename) > 1) {
+            sb_addf(&others, "%s%s", others.len ? ", " : "", drivers[i]->format_name);
+        }
+    }
+    if (others.len && chosen) {
+        msg_warn("'%s' also looks like %s; probing chose %s (use -f to be explicit)", filename,
+                 sb_str(&others), chosen->format_name);
+    }
+    sb_release(&others);
+}
+
 const BlockDriver *bdrv_probe(BlockFile *file, const char *filename, Error **errp)
 {
     uint8_t buf[PROBE_BUF_SIZE];
@@ -92,6 +111,7 @@ const BlockDriver *bdrv_probe(BlockFile *file, const char *filename, Error **err
         return NULL;
     }
     const BlockDriver *drv = bdrv_probe_buf(buf, n, filename, NULL);
+    report_polyglot(buf, n, filename, drv);
     if (!drv) {
         error_setg(errp, "Could not determine image format: No compatible driver found");
     }
@@ -299,6 +319,10 @@ int bdrv_open_backing(BlockDriverState *bs, Error **errp)
         }
         free(p->backing_filename_full);
         p->backing_filename_full = path_combine(p->filename, p->backing_file);
+        if (bdrv_check_reference(p->filename, "backing file", p->backing_file,
+                                 p->backing_filename_full, errp) < 0) {
+            return -EPERM;
+        }
         int flags = (p->open_flags & ~(BDRV_O_RDWR | BDRV_O_CHECK)) | BDRV_O_NO_BACKING;
         Error *local = NULL;
         BlockDriverState *b =
@@ -477,6 +501,10 @@ void bdrv_unref(BlockDriverState *bs)
 BlockFile *bdrv_open_aux_file(BlockDriverState *bs, const char *name, bool write, Error **errp)
 {
     char *path = path_combine(bs->filename, name);
+    if (bdrv_check_reference(bs->filename, "file", name, path, errp) < 0) {
+        free(path);
+        return NULL;
+    }
     int flags = bs->open_flags & ~BDRV_O_RDWR;
     if (write) {
         flags |= BDRV_O_RDWR;

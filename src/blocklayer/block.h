@@ -137,6 +137,15 @@ void bdrv_ref(BlockDriverState *bs);
 /* Drop a reference; the last one flushes and closes the image and its chain. */
 void bdrv_unref(BlockDriverState *bs);
 
+/*
+ * Untrusted-image policy (see policy.c): when restricted, backing files,
+ * data files and extents are followed only inside the naming image's
+ * directory or one of allowed_dirs (NULL-terminated); json: and protocol
+ * references are refused.  Process-wide; default permissive.
+ */
+void bdrv_set_ref_policy(bool restrict_refs, const char *const *allowed_dirs);
+bool bdrv_ref_policy_restricted(void);
+
 /* Parse a -t/-T cache mode into BDRV_O_* flags (qemu's bdrv_parse_cache_mode). */
 int bdrv_parse_cache_mode(const char *mode, int *flags, bool *writethrough);
 

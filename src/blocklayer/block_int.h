@@ -215,6 +215,15 @@ int bdrv_backing_pread(BlockDriverState *bs, int64_t offset, int64_t bytes, void
 BlockFile *bdrv_open_aux_file(BlockDriverState *bs, const char *name, bool write, Error **errp);
 /* Best-scoring driver for a probe buffer (*score gets its score; may be NULL). */
 const BlockDriver *bdrv_probe_buf(const uint8_t *buf, int len, const char *filename, int *score);
+/*
+ * Reference policy (policy.c).  bdrv_check_reference() says whether `image`
+ * may make us open `ref` (as stored; `resolved` = ref combined with the
+ * image's directory).  kind names the reference in the error ("backing
+ * file", "extent", "data file").  0, or -EPERM with *errp set.
+ */
+int bdrv_check_reference(const char *image, const char *kind, const char *ref, const char *resolved,
+                         Error **errp);
+
 /* Generic default for drivers that keep no metadata: defer to the file. */
 int bdrv_file_block_status(BlockFile *file, int64_t offset, int64_t bytes, int64_t *pnum);
 

@@ -3,9 +3,12 @@
  * git.c and ninja's kTools[]).  Only src/cli and this file print or pick
  * exit codes.
  */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "blocklayer/block.h"
 #include "cli/cli.h"
 
 #define IMGPIPE_VERSION "0.1.0"
@@ -24,6 +27,8 @@ typedef struct Command {
     const char *help;
 } Command;
 
+static int cmd_run(int argc, char **argv);
+
 static const Command commands[] = {
     {"build", cli_build, "build all (or the named) targets of a recipe"},
     {"clean", cli_clean, "remove outputs and forget them"},
@@ -31,8 +36,51 @@ static const Command commands[] = {
     {"gc", cli_gc, "drop cache rows for nodes no recipe names"},
     {"graph", cli_graph, "print the DAG (dot or json)"},
     {"plan", cli_plan, "show what a build would do, and why"},
-    {"run", cli_run, "run a qemu-img command line with imgpipe's engine"},
+    {"run", cmd_run, "run a qemu-img command line with imgpipe's engine"},
 };
+
+/* Commands that inspect or copy an image someone else may have made: the
+ * files its references name are followed only inside its directory unless
+ * the user says otherwise (src/blocklayer/policy.c). */
+static const char *const inspecting_commands[] = {"check", "compare", "convert",
+                                                  "info",  "map",     "measure"};
+
+/*
+ * imgpipe run [--trust-images] [--allow-dir DIR]... <qemu-img command line>
+ * Also from the environment: IMGPIPE_TRUST_IMAGES=1, IMGPIPE_ALLOW_DIRS=a:b.
+ */
+static int cmd_run(int argc, char **argv)
+{
+    bool trust = getenv("IMGPIPE_TRUST_IMAGES") && strcmp(getenv("IMGPIPE_TRUST_IMAGES"), "0");
+    const char *dirs[64];
+    int n_dirs = 0;
+    char *env_dirs = getenv("IMGPIPE_ALLOW_DIRS") ? strdup(getenv("IMGPIPE_ALLOW_DIRS")) : NULL;
+    for (char *save = NULL, *d = env_dirs ? strtok_r(env_dirs, ":", &save) : NULL; d && n_dirs < 63;
+         d = strtok_r(NULL, ":", &save)) {
+        dirs[n_dirs++] = d;
+    }
+    int i = 1;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--trust-images")) {
+            trust = true;
+        } else if (!strcmp(argv[i], "--allow-dir") && i + 1 < argc && n_dirs < 63) {
+            dirs[n_dirs++] = argv[++i];
+        } else {
+            break;
+        }
+    }
+    dirs[n_dirs] = NULL;
+    bool inspecting = false;
+    for (size_t k = 0; i < argc && k < sizeof(inspecting_commands) / sizeof(char *); k++) {
+        inspecting |= !strcmp(argv[i], inspecting_commands[k]);
+    }
+    bdrv_set_ref_policy(inspecting && !trust, dirs);
+    /* cli_run sees "run" followed by the qemu-img command line */
+    argv[i - 1] = argv[0];
+    int ret = cli_run(argc - (i - 1), argv + (i - 1));
+    free(env_dirs);
+    return ret;
+}
 
 static void usage(FILE *out)
 {

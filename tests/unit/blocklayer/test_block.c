@@ -315,6 +315,60 @@ static void test_unknown_protocol_and_driver(void **state)
     error_free(err);
 }
 
+static void expect_open(const char *name, bool ok, const char *msg_part)
+{
+    char *p = xasprintf("%s/%s", tmpdir, name);
+    Error *err = NULL;
+    BlockDriverState *bs = bdrv_open(p, NULL, NULL, 0, &err);
+    if (ok) {
+        assert_null(err);
+        assert_non_null(bs);
+        bdrv_unref(bs);
+    } else {
+        assert_null(bs);
+        assert_non_null(err);
+        assert_non_null(strstr(error_get_pretty(err), msg_part));
+        error_free(err);
+    }
+    free(p);
+}
+
+static void test_reference_policy(void **state)
+{
+    char *d = xasprintf("%s/pol", tmpdir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    char sector[512] = {0};
+    write_file("outside.raw", sector, sizeof(sector));
+    write_file("pol/inside.raw", sector, sizeof(sector));
+    write_file("pol/good.cow", "COWTEST\ninside.raw\n", 19);
+    write_file("pol/dotdot.cow", "COWTEST\n../outside.raw\n", 24);
+    write_file("pol/json.cow", "COWTEST\njson:{\"file.filename\": \"inside.raw\"}\n", 46);
+    char *target = xasprintf("%s/outside.raw", tmpdir);
+    char *link = xasprintf("%s/pol/link.raw", tmpdir);
+    assert_int_equal(symlink(target, link), 0);
+    write_file("pol/symlink.cow", "COWTEST\nlink.raw\n", 17);
+
+    /* permissive (the library default): everything is followed */
+    bdrv_set_ref_policy(false, NULL);
+    expect_open("pol/dotdot.cow", true, NULL);
+    expect_open("pol/symlink.cow", true, NULL);
+
+    bdrv_set_ref_policy(true, NULL);
+    expect_open("pol/good.cow", true, NULL);
+    expect_open("pol/dotdot.cow", false, "outside the directory");
+    expect_open("pol/symlink.cow", false, "outside the directory");
+    expect_open("pol/json.cow", false, "not a plain file name");
+
+    /* an allowed directory lifts the restriction for what lies inside it */
+    const char *dirs[] = {tmpdir, NULL};
+    bdrv_set_ref_policy(true, dirs);
+    expect_open("pol/dotdot.cow", true, NULL);
+    bdrv_set_ref_policy(false, NULL);
+    free(target);
+    free(link);
+    free(d);
+}
+
 static void test_repro_bytes(void **state)
 {
     BdrvRepro r = {.enabled = true, .time = 1234};
@@ -341,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_backing_loop_and_depth),
         cmocka_unit_test(test_missing_backing_message),
         cmocka_unit_test(test_unknown_protocol_and_driver),
+        cmocka_unit_test(test_reference_policy),
         cmocka_unit_test(test_repro_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
