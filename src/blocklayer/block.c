@@ -261,8 +261,12 @@ static BlockDriverState *open_one(const char *filename, const char *fmt, const O
     bs->read_only = !(flags & BDRV_O_RDWR);
     bs->probed = fmt == NULL;
     bs->request_alignment = 1;
-    if (!(flags & BDRV_O_FORCE_SHARE) && bfile_lock(file, flags & BDRV_O_RDWR, false, &local) < 0) {
+    /* raw passes its file's permissions through and, like qemu's raw
+     * format node, shares write/resize with others; other formats do not */
+    if (!(flags & BDRV_O_FORCE_SHARE) &&
+        bfile_lock(file, flags & BDRV_O_RDWR, drv->is_raw, &local) < 0) {
         error_propagate(errp, local);
+        error_prepend(errp, "Could not open '%s': ", filename);
         bs->drv = NULL;
         bdrv_free(bs);
         return NULL;
@@ -280,11 +284,12 @@ static BlockDriverState *open_one(const char *filename, const char *fmt, const O
         return NULL;
     }
     if (bs->probed && drv->is_raw && (flags & BDRV_O_RDWR)) {
-        msg_warn("Image format was not specified for '%s' and probing guessed raw.\n"
-                 "         Automatically detecting the format is dangerous for raw images, "
-                 "write operations on block 0 will be restricted.\n"
-                 "         Specify the 'raw' format explicitly to remove the restrictions.",
-                 filename);
+        /* qemu 7.2 prints this one as a bare "WARNING: " line */
+        msg_report("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                   "         Automatically detecting the format is dangerous for raw images, "
+                   "write operations on block 0 will be restricted.\n"
+                   "         Specify the 'raw' format explicitly to remove the restrictions.",
+                   filename);
     }
     return bs;
 }

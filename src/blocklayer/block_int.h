@@ -91,6 +91,14 @@ typedef struct BdrvCreateInfo {
 
 typedef void (*ProgressFn)(void *opaque, int64_t done, int64_t total);
 
+/* One persistent dirty bitmap, as the bitmap_list slot reports it. */
+typedef struct BdrvBitmapInfo {
+    char *name;
+    uint32_t granularity; /* bytes */
+    bool enabled;         /* records writes ("auto") */
+    bool inconsistent;    /* left "in-use": its bits cannot be trusted */
+} BdrvBitmapInfo;
+
 struct BlockDriver {
     const char *format_name;
     size_t instance_size; /* bytes of bs->opaque, zero-initialised */
@@ -123,6 +131,8 @@ struct BlockDriver {
      * by it.  Set bs->total_size, bs->request_alignment (if not 1),
      * bs->backing_file/backing_format.  options: runtime driver options
      * (may be NULL).  Error messages follow qemu's where it has one.
+     * On failure, open frees everything it allocated: close() is not called
+     * (the block layer frees bs->opaque itself).
      */
     int (*open)(BlockDriverState *bs, const Opts *options, int flags, Error **errp);
     /* Flush metadata and free s; the block layer closes bs->file after. */
@@ -200,6 +210,31 @@ struct BlockDriver {
     int (*bitmap_op)(BlockDriverState *bs, const char *op, const char *name, uint32_t granularity,
                      BlockDriverState *src_bs, const char *src_name, Error **errp);
     /* Additional slots go here, each with its contract comment. */
+
+    /*
+     * compress_bound: the largest output compress() may produce for `bytes`
+     * of input.  Formats whose every cluster must be stored compressed
+     * (VMDK streamOptimized: marker + zlib, possibly larger than the
+     * cluster) return more than `bytes`; callers of compress() should size
+     * dst with it so incompressible clusters need no serial fallback.
+     * NULL: bytes (compress() then answers -ENOSPC when it does not fit).
+     */
+    size_t (*compress_bound)(BlockDriverState *bs, size_t bytes);
+    /*
+     * needs_compressed_writes: true when every data write of this image
+     * should go through compress()/write_compressed() (qemu's
+     * BlockDriverInfo.needs_compressed_writes: VMDK streamOptimized), so
+     * that `convert` compresses in parallel even without -c.  NULL: false.
+     */
+    bool (*needs_compressed_writes)(BlockDriverState *bs);
+    /*
+     * bitmap_list: the image's persistent dirty bitmaps in directory order
+     * (convert --bitmaps, measure).  *list gets a malloc'd array (free each
+     * name, then the array); returns the count, or -ENOTSUP when this image
+     * cannot hold persistent bitmaps (qcow2 v2), or -errno with *errp set.
+     * NULL: the format has no persistent bitmaps.
+     */
+    int (*bitmap_list)(BlockDriverState *bs, BdrvBitmapInfo **list, Error **errp);
 };
 
 void snapshot_list_free(SnapshotInfo *list, int n);

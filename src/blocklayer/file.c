@@ -214,7 +214,7 @@ static int host_truncate(BlockFile *f, int64_t length, PreallocMode prealloc, Er
         return (int)old;
     }
     if (prealloc == PREALLOC_METADATA) {
-        error_setg(errp, "Unsupported preallocation mode '%s'", prealloc_name(prealloc));
+        error_setg(errp, "Unsupported preallocation mode: %s", prealloc_name(prealloc));
         return -ENOTSUP;
     }
     if (length < old || prealloc == PREALLOC_OFF) {

@@ -405,7 +405,14 @@ static char *jp_string(JParser *jp)
             put_utf8(&sb, cp);
             break;
         }
-        default: sb_addc(&sb, c); break;
+        case '"':
+        case '\'':
+        case '\\':
+        case '/': sb_addc(&sb, c); break;
+        default: /* qemu's lexer rejects any other escape */
+            jp_fail(jp, "invalid escape sequence in string");
+            sb_release(&sb);
+            return NULL;
         }
     }
     if (jp->p >= jp->end) {

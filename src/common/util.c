@@ -211,99 +211,138 @@ const char *sb_str(const StrBuf *sb)
 
 /* ---- sizes ---- */
 
-static int suffix_shift(char c, int *shift)
+/* Multiplier of a size suffix (qemu's suffix_mul), or 0 if c is none. */
+static uint64_t suffix_mul(char c, uint64_t unit)
 {
+    int power;
     switch (tolower((unsigned char)c)) {
-    case 'b': *shift = 0; return 0;
-    case 'k': *shift = 10; return 0;
-    case 'm': *shift = 20; return 0;
-    case 'g': *shift = 30; return 0;
-    case 't': *shift = 40; return 0;
-    case 'p': *shift = 50; return 0;
-    case 'e': *shift = 60; return 0;
-    default: return -EINVAL;
+    case 'b': return 1;
+    case 'k': power = 1; break;
+    case 'm': power = 2; break;
+    case 'g': power = 3; break;
+    case 't': power = 4; break;
+    case 'p': power = 5; break;
+    case 'e': power = 6; break;
+    default: return 0;
     }
+    uint64_t mul = 1;
+    while (power--) {
+        mul *= unit;
+    }
+    return mul;
+}
+
+/* strtoull as qemu_strtou64 uses it: -EINVAL when nothing was converted. */
+static int strtou64_at(const char *p, const char **ep, int base, uint64_t *val)
+{
+    char *e;
+    errno = 0;
+    *val = strtoull(p, &e, base);
+    *ep = e;
+    if (errno == ERANGE) {
+        *val = UINT64_MAX;
+        return -ERANGE;
+    }
+    return e == p ? -EINVAL : 0;
 }
 
 /*
- * Shared core of the parse_size family.  unit is the multiplier applied when
- * no suffix is given; base is 1024 or 1000 for suffixes.
+ * The fraction after the '.' at *pp as a 0.64 fixed-point number, as
+ * qemu's do_strtosz: no digits means "1." (no fraction, skip the '.');
+ * an exponent makes the whole input invalid.
  */
-static int do_parse_size(const char *str, const char **end, uint64_t *result, uint64_t default_unit,
-                         unsigned base)
+static int parse_fraction(const char **pp, uint64_t *valf)
 {
-    const char *p = str;
-    while (isspace((unsigned char)*p)) {
-        p++;
-    }
-    if (*p == '-') {
-        return -ERANGE;
-    }
-    bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
-    uint64_t ival;
-    char *ep;
+    const char *f = *pp;
+    char *e;
     errno = 0;
-    ival = strtoull(p, &ep, hex ? 16 : 10);
-    if (ep == p || (hex && ep == p + 2)) {
+    double fraction = strtod(f, &e);
+    if (e == f || !isfinite(fraction)) {
+        *pp = f + 1;
+        return 0;
+    }
+    if (memchr(f, 'e', (size_t)(e - f)) || memchr(f, 'E', (size_t)(e - f))) {
         return -EINVAL;
     }
-    if (errno == ERANGE) {
-        return -ERANGE;
-    }
-    /* Optional fraction (decimal only). */
-    double frac = 0;
-    const char *q = ep;
-    if (*q == '.') {
-        if (hex) {
-            return -EINVAL;
-        }
-        q++;
-        double scale = 0.1;
-        if (!isdigit((unsigned char)*q)) {
-            return -EINVAL;
-        }
-        while (isdigit((unsigned char)*q)) {
-            frac += (*q - '0') * scale;
-            scale /= 10;
-            q++;
-        }
-    }
-    uint64_t mul = default_unit;
-    if (*q) {
-        int shift;
-        if (suffix_shift(*q, &shift) == 0 && !(hex && (*q == 'b' || *q == 'B'))) {
-            if (base == 1000) {
-                mul = 1;
-                for (int i = 0; i < shift / 10; i++) {
-                    mul *= 1000;
-                }
-            } else {
-                mul = 1ULL << shift;
-            }
-            if (frac != 0 && mul == 1) {
-                return -EINVAL; /* "1.5B" is meaningless */
-            }
-            q++;
-        }
-    }
-    if (end) {
-        *end = q;
-    } else if (*q) {
-        return -EINVAL;
-    }
-    uint64_t val;
-    if (MUL_OVERFLOW(ival, mul, &val)) {
-        return -ERANGE;
-    }
-    if (frac != 0) {
-        double f = frac * (double)mul;
-        if (f >= 0x1p64 || (double)val + f >= 0x1p64) {
-            return -ERANGE;
-        }
-        val += (uint64_t)f;
-    }
-    *result = val;
+    /* 1.0 (".99999999999999999999") wraps to 0 in qemu's conversion: keep that. */
+    *valf = fraction >= 1.0 ? 0 : (uint64_t)(fraction * 0x1p64);
+    *pp = e;
     return 0;
+}
+
+/*
+ * Shared core of the parse_size family, after qemu 7.2's do_strtosz():
+ * decimal (with optional fraction) or 0x-hex integer, optional suffix
+ * (powers of unit), default_mul when there is none.  The result is
+ * computed exactly in 64.64 fixed point and rounded half up.
+ */
+static int do_parse_size(const char *str, const char **end, uint64_t *result,
+                         uint64_t default_mul, uint64_t unit)
+{
+    const char *ep;
+    uint64_t val, valf = 0, mul;
+    int ret = strtou64_at(str, &ep, 10, &val);
+    if (ret < 0) {
+        goto out;
+    }
+    if (memchr(str, '-', (size_t)(ep - str))) {
+        ep = str;
+        ret = -EINVAL;
+        goto out;
+    }
+    bool hex = false;
+    if (val == 0 && (*ep == 'x' || *ep == 'X')) {
+        ret = strtou64_at(str, &ep, 16, &val);
+        if (ret < 0) {
+            goto out;
+        }
+        if (*ep == '.') {
+            ep = str;
+            ret = -EINVAL;
+            goto out;
+        }
+        hex = true;
+    } else if (*ep == '.' && parse_fraction(&ep, &valf) < 0) {
+        ep = str;
+        ret = -EINVAL;
+        goto out;
+    }
+    mul = suffix_mul(*ep, unit);
+    if (mul) {
+        if (hex) {
+            msg_warn("Using a multiplier suffix on hex numbers is deprecated: %s", str);
+        }
+        ep++;
+    } else {
+        mul = default_mul;
+    }
+    if (mul == 1) {
+        if (valf) { /* a fraction needs a scale */
+            ep = str;
+            ret = -EINVAL;
+            goto out;
+        }
+    } else {
+        unsigned __int128 v = (unsigned __int128)val * mul;
+        unsigned __int128 f = (unsigned __int128)valf * mul;
+        v += (f >> 64) + (((uint64_t)f) >> 63); /* round 0.5 up */
+        if (v >> 64) {
+            ret = -ERANGE;
+            goto out;
+        }
+        val = (uint64_t)v;
+    }
+    ret = 0;
+out:
+    if (end) {
+        *end = ep;
+    } else if (*ep) {
+        ret = -EINVAL;
+    }
+    if (ret == 0) {
+        *result = val;
+    }
+    return ret;
 }
 
 int parse_size(const char *str, const char **end, uint64_t *result)

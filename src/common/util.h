@@ -151,12 +151,14 @@ const char *sb_str(const StrBuf *sb); /* "" when never written */
 
 /* ---- sizes, as qemu-img parses them ---- */
 /*
- * Parse a size like qemu's qemu_strtosz(): decimal or 0x-hex integer, or a
- * decimal fraction ("1.5G", not allowed with hex or with a "B" suffix), an
+ * Parse a size like qemu 7.2's qemu_strtosz(): decimal or 0x-hex integer
+ * (leading whitespace and '+' allowed, as strtoull), or a decimal fraction
+ * ("1.5G"; rounded half up to a byte; it needs a suffix other than b/B), an
  * optional suffix b/B k/K m/M g/G t/T p/P e/E (powers of 1024); default unit
- * is bytes.  If end is NULL the whole string must be consumed.  Returns 0,
- * -EINVAL (not a number / bad suffix / trailing garbage) or -ERANGE (above
- * 2^64-1 after scaling, or negative).
+ * is bytes.  A suffix on a hex number works but warns (deprecated in qemu).
+ * If end is NULL the whole string must be consumed.  Returns 0, -EINVAL (not
+ * a number, negative, exponent, bad suffix, trailing garbage) or -ERANGE
+ * (above 2^64-1 after scaling).
  */
 int parse_size(const char *str, const char **end, uint64_t *result);
 /*

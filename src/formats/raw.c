@@ -27,8 +27,12 @@ static int raw_create(const BdrvCreateInfo *ci, Error **errp)
 {
     PreallocMode prealloc = PREALLOC_OFF;
     const char *p = opts_get(ci->opts, "preallocation");
-    if (p && (prealloc_parse(p, &prealloc) < 0 || prealloc == PREALLOC_METADATA)) {
-        error_setg(errp, "Invalid parameter '%s'", p);
+    if (p && prealloc_parse(p, &prealloc) < 0) {
+        error_setg(errp, "invalid parameter value: %s", p);
+        return -EINVAL;
+    }
+    if (prealloc == PREALLOC_METADATA) {
+        error_setg(errp, "Unsupported preallocation mode: metadata");
         return -EINVAL;
     }
     BlockFile *f =
@@ -48,7 +52,8 @@ static int raw_open(BlockDriverState *bs, const Opts *options, int flags, Error 
         error_setg_errno(errp, (int)-len, "Could not get image size");
         return (int)len;
     }
-    bs->total_size = len;
+    /* qemu counts whole sectors: the tail of a partial one reads as zeros */
+    bs->total_size = ROUND_UP(len, (int64_t)BDRV_SECTOR_SIZE);
     return 0;
 }
 
@@ -112,7 +117,7 @@ static int raw_truncate(BlockDriverState *bs, int64_t offset, bool exact, Preall
 {
     int ret = bfile_truncate(bs->file, offset, prealloc, errp);
     if (ret == 0) {
-        bs->total_size = offset;
+        bs->total_size = ROUND_UP(offset, (int64_t)BDRV_SECTOR_SIZE);
     }
     return ret;
 }
@@ -130,31 +135,8 @@ static int raw_measure(const Opts *opts, BlockDriverState *in_bs, BlockMeasureIn
     size = ROUND_UP(size, BDRV_SECTOR_SIZE);
     info->required = size;
     info->fully_allocated = size;
-    const char *p = opts_get(opts, "preallocation");
-    PreallocMode mode = PREALLOC_OFF;
-    if (p && prealloc_parse(p, &mode) < 0) {
-        error_setg(errp, "Invalid parameter '%s'", p);
-        return -EINVAL;
-    }
-    if (in_bs && mode == PREALLOC_OFF) {
-        /* Only allocated ranges need space. */
-        uint64_t required = 0;
-        int64_t len = bdrv_getlength(in_bs);
-        for (int64_t off = 0; off < len;) {
-            int64_t pnum;
-            int ret =
-                bdrv_block_status_above(in_bs, NULL, true, off, len - off, &pnum, NULL, NULL, NULL);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "Unable to get block status");
-                return ret;
-            }
-            if (!(ret & BDRV_BLOCK_ZERO)) {
-                required += (uint64_t)pnum;
-            }
-            off += pnum;
-        }
-        info->required = ROUND_UP(required, BDRV_SECTOR_SIZE);
-    }
+    /* Unallocated ranges count too: a raw file's size is its guest size
+     * (qemu's raw_measure does not look at the input's allocation). */
     return 0;
 }
 
