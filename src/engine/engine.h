@@ -78,6 +78,10 @@ typedef struct ConvertOpts {
     BdrvRepro repro;
     EngineProgress progress;
     FILE *out;
+    bool target_is_zero;    /* --target-is-zero (requires -n) */
+    int64_t rate_limit;     /* -r, bytes/s, 0 = none */
+    bool sparse_size_given; /* -S was given (qemu refuses it with -C) */
+    bool no_atomic;         /* write the target in place, not via a temp file + rename */
 } ConvertOpts;
 int img_convert(const ConvertOpts *o, Error **errp);
 
@@ -161,6 +165,8 @@ typedef struct ResizeOpts {
     bool quiet;
     FILE *out;
 } ResizeOpts;
+/* -EPERM: a shrink without o->shrink (qemu-img then also warns that
+ * shrinking deletes data; the front end prints that warning). */
 int img_resize(const ResizeOpts *o, Error **errp);
 
 /* ---- amend ---- */
@@ -223,5 +229,70 @@ typedef struct SnapshotOpts {
     FILE *out;
 } SnapshotOpts;
 int img_snapshot(const SnapshotOpts *o, Error **errp);
+
+/* ---- bench: prints qemu-img's two lines to o->out ---- */
+typedef struct BenchOpts {
+    const char *filename;
+    const char *fmt;
+    bool image_opts;
+    int count;           /* -c, default 75000 */
+    int depth;           /* -d: requests in flight (threads), default 64 */
+    int64_t offset;      /* -o: first request's offset */
+    int64_t bufsize;     /* -s, default 4096 */
+    int64_t step;        /* -S, 0: bufsize */
+    bool write;          /* -w */
+    int pattern;         /* --pattern byte for writes */
+    int flush_interval;  /* --flush-interval, 0: none (write tests only) */
+    bool drain_on_flush; /* default true; --no-drain clears it */
+    const char *cache;   /* -t */
+    bool native_aio;     /* -n / -i native: needs a direct (O_DIRECT) cache mode */
+    bool force_share;    /* -U */
+    bool quiet;          /* -q: accepted; qemu-img prints the lines anyway */
+    FILE *out;
+} BenchOpts;
+int img_bench(const BenchOpts *o, Error **errp);
+
+/* ---- bitmap: persistent dirty bitmaps (qcow2) ---- */
+typedef enum {
+    BITMAP_ADD,
+    BITMAP_REMOVE,
+    BITMAP_CLEAR,
+    BITMAP_ENABLE,
+    BITMAP_DISABLE,
+    BITMAP_MERGE,
+} BitmapActionKind;
+typedef struct BitmapAction {
+    BitmapActionKind act;
+    const char *src; /* BITMAP_MERGE: the source bitmap's name */
+} BitmapAction;
+typedef struct BitmapOpts {
+    const char *filename;
+    const char *fmt;
+    bool image_opts;
+    const char *bitmap;           /* the bitmap acted on */
+    const BitmapAction *actions;  /* run in order */
+    int n_actions;
+    const char *src_filename;     /* -b: image holding merge sources (default: filename) */
+    const char *src_fmt;          /* -F */
+    int64_t granularity;          /* -g, bytes; 0: the format's default (--add only) */
+    FILE *out;
+} BitmapOpts;
+int img_bitmap(const BitmapOpts *o, Error **errp);
+/*
+ * convert --bitmaps (qemu-img 7.2), in three steps:
+ *  img_bitmaps_check_source: before the target exists — src can hold
+ *    persistent bitmaps ("Source lacks bitmap support") and none is
+ *    inconsistent unless skip_broken ("Cannot copy inconsistent bitmap ...").
+ *  img_bitmaps_check_target: once the target is open — it can hold them
+ *    ("Format driver 'FMT' does not support bitmaps").
+ *  img_bitmaps_copy: after the data copy — add each bitmap to dst with the
+ *    same name, granularity and enabled state, and merge src's bits into it
+ *    (inconsistent ones skipped with a warning when skip_broken).
+ * Return 0 or -errno with *errp set.
+ */
+int img_bitmaps_check_source(BlockDriverState *src, bool skip_broken, Error **errp);
+int img_bitmaps_check_target(BlockDriverState *dst, const char *fmt, Error **errp);
+int img_bitmaps_copy(BlockDriverState *src, BlockDriverState *dst, bool skip_broken,
+                     Error **errp);
 
 #endif

@@ -30,14 +30,29 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
     }
     if (force_share) {
         if (flags & BDRV_O_RDWR) {
-            error_setg(errp, "Could not open '%s': force-share=on can only be used with "
-                             "read-only images",
+            error_setg(errp,
+                       "Could not open '%s': force-share=on can only be used with "
+                       "read-only images",
                        filename);
             return NULL;
         }
         flags |= BDRV_O_FORCE_SHARE;
     }
     if (!image_opts) {
+        /* qemu-img wraps every open error in "Could not open 'F': ", the
+         * file layer's own "Could not open 'F': <errno>" included; our
+         * bdrv_open() already wraps the driver's and lock errors, so only
+         * the file errors need it here. */
+        bool has_protocol = filename[0] != '/' && path_is_absolute(filename);
+        if (!has_protocol) {
+            BlockFile *f = bfile_open(
+                filename, BFILE_NO_LOCK | ((flags & BDRV_O_RDWR) ? BFILE_RDWR : 0), errp);
+            if (!f) {
+                error_prepend(errp, "Could not open '%s': ", filename);
+                return NULL;
+            }
+            bfile_close(f);
+        }
         return bdrv_open(filename, fmt, NULL, flags, errp);
     }
     if (fmt) {
@@ -81,6 +96,130 @@ const OptDesc *const *img_create_opt_tables(const BlockDriver *drv)
     return res;
 }
 
+/* ---- internal snapshots (-l) ---- */
+
+static int parse_snapshot_param(const char *param, char **id, char **name, Error **errp)
+{
+    Opts o = OPTS_INIT;
+    static const OptDesc keys[] = {
+        {"snapshot.id", OPT_STRING, "", NULL},
+        {"snapshot.name", OPT_STRING, "", NULL},
+        {NULL, 0, NULL, NULL},
+    };
+    const OptDesc *const tables[] = {keys, NULL};
+    Error *local = NULL;
+    if (opts_parse(&o, param, NULL, &local) < 0 || opts_validate(&o, tables, &local) < 0) {
+        error_setg(errp, "%s\nFailed in parsing snapshot param '%s'", error_get_pretty(local),
+                   param);
+        error_free(local);
+        opts_release(&o);
+        return -EINVAL;
+    }
+    *id = xstrdup(opts_get(&o, "snapshot.id"));
+    *name = xstrdup(opts_get(&o, "snapshot.name"));
+    opts_release(&o);
+    return 0;
+}
+
+int img_load_snapshot(BlockDriverState *bs, const char *param, Error **errp)
+{
+    char *id = NULL, *name = NULL;
+    bool by_keys = !strncmp(param, "snapshot.", 9);
+    if (by_keys && parse_snapshot_param(param, &id, &name, errp) < 0) {
+        return -EINVAL;
+    }
+    Error *local = NULL;
+    int ret;
+    if (!bs->drv->snapshot_load_tmp) {
+        error_setg(&local,
+                   "Block format '%s' used by device '' does not support temporarily "
+                   "loading internal snapshots",
+                   bdrv_format_name(bs));
+        ret = -ENOTSUP;
+    } else if (by_keys) {
+        ret = bs->drv->snapshot_load_tmp(bs, id, name, &local);
+    } else {
+        ret = bs->drv->snapshot_load_tmp(bs, param, NULL, &local);
+        if (ret == -ENOENT) {
+            error_free_and_clear(&local);
+            ret = bs->drv->snapshot_load_tmp(bs, NULL, param, &local);
+        }
+    }
+    if (ret < 0) {
+        if (!local) {
+            error_setg_errno(&local, -ret, "Could not load snapshot");
+        }
+        error_propagate(errp, local);
+        error_prepend(errp, "Failed to load snapshot: ");
+    }
+    free(id);
+    free(name);
+    return ret;
+}
+
+/* ---- JSON in qemu's QDict order ---- */
+
+#define QDICT_BUCKETS 512
+
+/* The string hash qemu's QDict uses (the classic tdb hash). */
+static unsigned qdict_bucket(const char *key)
+{
+    uint32_t value = 0x238F13AFu * (uint32_t)strlen(key);
+    for (uint32_t i = 0; key[i]; i++) {
+        value += (uint32_t)(unsigned char)key[i] << (i * 5 % 24);
+    }
+    return (1103515243u * value + 12345u) % QDICT_BUCKETS;
+}
+
+typedef struct {
+    unsigned bucket;
+    size_t index;
+    char *key;
+    JVal *item;
+} Member;
+
+static int member_cmp(const void *a, const void *b)
+{
+    const Member *x = a, *y = b;
+    if (x->bucket != y->bucket) {
+        return x->bucket < y->bucket ? -1 : 1;
+    }
+    /* same bucket: qemu inserts at the list head, so later members first */
+    return x->index < y->index ? 1 : -1;
+}
+
+void img_json_qdict_order(JVal *v)
+{
+    if (!v || (v->type != JSON_OBJECT && v->type != JSON_ARRAY)) {
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        img_json_qdict_order(v->items[i]);
+    }
+    if (v->type != JSON_OBJECT || v->n < 2) {
+        return;
+    }
+    Member *m = XNEWV(Member, v->n);
+    for (size_t i = 0; i < v->n; i++) {
+        m[i] = (Member){qdict_bucket(v->keys[i]), i, v->keys[i], v->items[i]};
+    }
+    qsort(m, v->n, sizeof(*m), member_cmp);
+    for (size_t i = 0; i < v->n; i++) {
+        v->keys[i] = m[i].key;
+        v->items[i] = m[i].item;
+    }
+    free(m);
+}
+
+void img_print_json(FILE *out, JVal *v)
+{
+    StrBuf sb = STRBUF_INIT;
+    img_json_qdict_order(v);
+    json_print_pretty(&sb, v, 0);
+    fprintf(out, "%s\n", sb_str(&sb));
+    sb_release(&sb);
+}
+
 /* ---- progress ---- */
 
 static struct {
@@ -109,7 +248,8 @@ void progress_init(bool enabled, float min_skip)
     prog.current = 0;
     prog.last_print = 0;
     if (!enabled) {
-        struct sigaction sa = {.sa_handler = sigusr1_handler};
+        /* SA_RESTART: the signal must not fail an I/O call with EINTR */
+        struct sigaction sa = {.sa_handler = sigusr1_handler, .sa_flags = SA_RESTART};
         sigaction(SIGUSR1, &sa, NULL);
     }
 }
@@ -136,7 +276,8 @@ void progress_set(float current)
 
 void progress_print(float delta, int max)
 {
-    progress_set(max == 0 ? prog.current + delta : prog.current + delta / 100 * (float)max);
+    /* qemu_progress_print(): max 0 means delta is the absolute position */
+    progress_set(max == 0 ? delta : prog.current + delta / 100 * (float)max);
 }
 
 void progress_end(void)

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "blocklayer/block_int.h"
 #include "engine/engine.h"
@@ -31,6 +32,28 @@ int img_parse_cache(const char *cache, const char *what, int *flags, Error **err
  * Returns a NULL-terminated array of tables (static storage per driver).
  */
 const OptDesc *const *img_create_opt_tables(const BlockDriver *drv);
+
+/*
+ * Load an internal snapshot read-only in place of the active layer, for
+ * -l SNAPSHOT_PARAM of convert and measure.  param is
+ * "snapshot.id=ID,snapshot.name=NAME" (either key may be missing) or a
+ * plain ID_OR_NAME (tried as an ID, then as a name).  Errors: qemu's,
+ * prefixed "Failed to load snapshot: " except for a malformed param
+ * ("Invalid parameter 'K'" + "Failed in parsing snapshot param 'P'").
+ */
+int img_load_snapshot(BlockDriverState *bs, const char *param, Error **errp);
+
+/* ---- JSON as qemu-img prints QAPI objects ---- */
+/*
+ * qemu-img 7.2 turns QAPI structs into a QDict and prints that, so object
+ * members come out in the QDict's hash-table iteration order, not in
+ * declaration order.  Reorder every object in v (recursively) that way:
+ * by bucket (qemu's tdb-style string hash modulo 512), and within one bucket
+ * the member added last first.  Build v in QAPI declaration order first.
+ */
+void img_json_qdict_order(JVal *v);
+/* Order v as above, print it in qemu's pretty layout plus "\n". */
+void img_print_json(FILE *out, JVal *v);
 
 /* ---- progress (qemu-img's "    (NN.NN/100%)\r" meter) ----
  * Process-wide, like qemu-img's: init once per command.  With enabled

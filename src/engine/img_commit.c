@@ -1,0 +1,285 @@
+/*
+ * img_commit.c — `qemu-img commit` (qemu-img 7.2 semantics).
+ *
+ *   commit [--object OBJ] [--image-opts] [-q] [-f FMT] [-t CACHE]
+ *          [-b BASE] [-r RATE] [-d] [-p] FILE
+ *
+ * Copies everything the layers above BASE (default: FILE's immediate
+ * backing file) allocate — data and explicit zeros, and the zeros of
+ * regions past the end of a shorter intermediate layer — into BASE, growing
+ * BASE first when FILE is larger.  Then, unless -d (or -b, which implies
+ * -d as in qemu-img), FILE is emptied with the driver's make_empty slot (or
+ * a discard of the whole image), so FILE's guest view stays the same.
+ *
+ * Crash safety: only BASE changes while copying and FILE still shadows
+ * every range copied, so a commit killed mid-way leaves FILE's guest
+ * content intact and both images consistent (the driver keeps its own
+ * metadata ordered); running commit again completes it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "engine/cmds_common.h"
+#include "engine/engine.h"
+#include "engine/img_common.h"
+#include "engine/qemu_img.h"
+
+#define COMMIT_CHUNK ((int64_t)2 * 1024 * 1024)
+
+typedef struct CommitJob {
+    const CommitOpts *o;
+    BlockDriverState *top, *base;
+    int64_t len;
+    uint8_t *buf;
+    int64_t start_ns;
+    int64_t copied; /* bytes counted for -r */
+} CommitJob;
+
+static void commit_progress(const CommitJob *j, int64_t done)
+{
+    if (j->o->progress.fn) {
+        j->o->progress.fn(j->o->progress.opaque, done, j->len);
+    }
+}
+
+/* Copy one range that cmds_status_above() answered with ret. */
+static int commit_range(CommitJob *j, int64_t offset, int64_t n, int ret, Error **errp)
+{
+    if (ret & BDRV_BLOCK_ZERO) {
+        ret = bdrv_pwrite_zeroes(j->base, offset, n, BDRV_REQ_MAY_UNMAP);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not write zeroes to the base image");
+        }
+        return ret;
+    }
+    ret = bdrv_pread(j->top, offset, n, j->buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read from '%s'", j->top->filename);
+        return ret;
+    }
+    /* Zero data is still written as zeroes: the base may be sparse there. */
+    if (buffer_is_zero(j->buf, (size_t)n)) {
+        ret = bdrv_pwrite_zeroes(j->base, offset, n, BDRV_REQ_MAY_UNMAP);
+    } else {
+        ret = bdrv_pwrite(j->base, offset, n, j->buf);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not write to the base image");
+        return ret;
+    }
+    j->copied += n;
+    cmds_rate_limit(j->start_ns, j->copied, j->o->rate_limit);
+    return 0;
+}
+
+static int commit_copy(CommitJob *j, Error **errp)
+{
+    for (int64_t offset = 0; offset < j->len;) {
+        int64_t n;
+        int ret =
+            cmds_status_above(j->top, j->base, offset, MIN(COMMIT_CHUNK, j->len - offset), &n);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not get block status of '%s'", j->top->filename);
+            return ret;
+        }
+        if (ret & BDRV_BLOCK_ALLOCATED) {
+            ret = commit_range(j, offset, n, ret, errp);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        offset += n;
+        commit_progress(j, offset);
+    }
+    return 0;
+}
+
+/*
+ * Grow base to the overlay's size.  When base has a backing file that
+ * reaches into the new area, that area is zeroed so the backing file's
+ * bytes do not show through (qemu's truncate does the same).
+ */
+static int commit_grow_base(CommitJob *j, Error **errp)
+{
+    int64_t old = bdrv_getlength(j->base);
+    if (old >= j->len) {
+        return 0;
+    }
+    int ret = bdrv_truncate(j->base, j->len, false, PREALLOC_OFF, errp);
+    if (ret < 0) {
+        error_prepend(errp, "Could not resize the base image: ");
+        return ret;
+    }
+    if (j->base->backing && bdrv_getlength(j->base->backing) > old) {
+        int64_t end = MIN(j->len, bdrv_getlength(j->base->backing));
+        ret = bdrv_pwrite_zeroes(j->base, old, end - old, 0);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not zero the grown part of the base image");
+        }
+    }
+    return ret;
+}
+
+/*
+ * Swap the read-only base in top's chain for a writable one.  Both opens
+ * of one file in this process would otherwise conflict on the image locks.
+ */
+static BlockDriverState *reopen_base_rw(BlockDriverState *top, BlockDriverState *base, int flags,
+                                        Error **errp)
+{
+    BlockDriverState *parent = top;
+    while (parent->backing != base) {
+        parent = parent->backing;
+    }
+    char *name = xstrdup(base->filename);
+    char *fmt = xstrdup(bdrv_format_name(base));
+    parent->backing = NULL;
+    bdrv_unref(base);
+    BlockDriverState *rw = bdrv_open(name, fmt, NULL, flags | BDRV_O_RDWR, errp);
+    free(name);
+    free(fmt);
+    parent->backing = rw; /* may be NULL on error: top then reads zeros there */
+    return rw;
+}
+
+/* Empty the overlay after a commit; a format that cannot is left as is. */
+static int commit_empty_top(BlockDriverState *top, Error **errp)
+{
+    if (top->drv->make_empty) {
+        int ret = top->drv->make_empty(top, errp);
+        return ret == -ENOTSUP ? 0 : ret;
+    }
+    int ret = bdrv_pdiscard(top, 0, bdrv_getlength(top));
+    if (ret < 0 && ret != -ENOTSUP) {
+        error_setg_errno(errp, -ret, "Could not empty '%s'", top->filename);
+        return ret;
+    }
+    return 0;
+}
+
+static int do_commit(const CommitOpts *o, BlockDriverState *top, int flags, Error **errp)
+{
+    BlockDriverState *base;
+    if (o->base) {
+        base = cmds_find_backing_image(top, o->base);
+        if (!base) {
+            error_setg(errp, "Did not find '%s' in the backing chain of '%s'", o->base,
+                       o->filename);
+            return -ENOENT;
+        }
+    } else if (!(base = top->backing)) {
+        error_setg(errp, "Image does not have a backing file");
+        return -ENOENT;
+    }
+    base = reopen_base_rw(top, base, flags, errp);
+    if (!base) {
+        return -EIO;
+    }
+    CommitJob j = {.o = o, .top = top, .base = base, .len = bdrv_getlength(top)};
+    j.start_ns = clock_ns();
+    j.buf = xmemalign(4096, COMMIT_CHUNK);
+    commit_progress(&j, 0);
+    int ret = commit_grow_base(&j, errp);
+    if (ret == 0) {
+        ret = commit_copy(&j, errp);
+    }
+    free(j.buf);
+    if (ret == 0 && (ret = bdrv_flush(base)) < 0) {
+        error_setg_errno(errp, -ret, "Could not flush the base image");
+    }
+    if (ret == 0 && !o->drop && !o->base) {
+        ret = commit_empty_top(top, errp);
+    }
+    return ret;
+}
+
+int img_commit(const CommitOpts *o, Error **errp)
+{
+    int flags = BDRV_O_RDWR;
+    const char *cache = o->cache ? o->cache : "writeback";
+    if (img_parse_cache(cache, "", &flags, errp) < 0) {
+        return -EINVAL;
+    }
+    BlockDriverState *top = img_open(o->filename, o->fmt, o->image_opts, flags, NULL, false, errp);
+    if (!top) {
+        return -EIO;
+    }
+    int ret = do_commit(o, top, flags & ~BDRV_O_RDWR, errp);
+    bdrv_unref(top);
+    return ret;
+}
+
+/* ---- argv front end ---- */
+
+int qimg_commit(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"object", required_argument, 0, QIMG_OPT_OBJECT},
+        {"image-opts", no_argument, 0, QIMG_OPT_IMAGE_OPTS},
+        /* qemu-img 10.x names */
+        {"format", required_argument, 0, 'f'},
+        {"cache", required_argument, 0, 't'},
+        {"base", required_argument, 0, 'b'},
+        {"drop", no_argument, 0, 'd'},
+        {"rate-limit", required_argument, 0, 'r'},
+        {"progress", no_argument, 0, 'p'},
+        {"quiet", no_argument, 0, 'q'},
+        {0, 0, 0, 0},
+    };
+    CommitOpts o = {.cache = "writeback", .out = stdout};
+    bool progress = false;
+    int c;
+    while ((c = qimg_getopt(argc, argv, "f:ht:b:dpqr:", long_options)) != -1) {
+        switch (c) {
+        case QIMG_GETOPT_HELP: return 0;
+        case QIMG_GETOPT_ERROR: return 1;
+        case 'f': o.fmt = optarg; break;
+        case 't': o.cache = optarg; break;
+        case 'b':
+            o.base = optarg;
+            o.drop = true;
+            break; /* -b implies -d */
+        case 'd': o.drop = true; break;
+        case 'p': progress = true; break;
+        case 'q': o.quiet = true; break;
+        case 'r':
+            if ((o.rate_limit = cmds_cvtnum("rate limit", optarg, 0, INT64_MAX)) < 0) {
+                return 1;
+            }
+            break;
+        case QIMG_OPT_OBJECT:
+            if (qimg_object(optarg) < 0) {
+                return 1;
+            }
+            break;
+        case QIMG_OPT_IMAGE_OPTS: o.image_opts = true; break;
+        }
+    }
+    if (o.quiet) {
+        progress = false;
+    }
+    if (optind != argc - 1) {
+        return qimg_usage("Expecting one image file name");
+    }
+    o.filename = argv[optind];
+    progress_init(progress, 1.f);
+    o.progress = progress_engine_hook();
+    Error *err = NULL;
+    int ret = img_commit(&o, &err);
+    if (ret == 0) {
+        progress_set(100.f);
+    }
+    progress_end();
+    if (ret < 0) {
+        qimg_report_err(err);
+        return 1;
+    }
+    if (!o.quiet) {
+        fprintf(o.out, "Image committed.\n");
+    }
+    return 0;
+}
