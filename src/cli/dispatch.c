@@ -13,13 +13,6 @@
 
 #define IMGPIPE_VERSION "0.1.0"
 
-/* Pipeline commands land in src/cli/cli_pipeline.c; until then they are weak. */
-#pragma weak cli_build
-#pragma weak cli_clean
-#pragma weak cli_explain
-#pragma weak cli_gc
-#pragma weak cli_graph
-#pragma weak cli_plan
 
 typedef struct Command {
     const char *name;
@@ -108,10 +101,6 @@ int imgpipe_main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (!strcmp(argv[1], commands[i].name)) {
-            if (!commands[i].fn) {
-                fprintf(stderr, "imgpipe: '%s' is not available in this build\n", argv[1]);
-                return 1;
-            }
             return commands[i].fn(argc - 1, argv + 1);
         }
     }
