@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# demo.sh IMGPIPE — create, fill, convert and inspect images through
-# `imgpipe run` (qemu-img's command line, imgpipe's engine).
+# demo.sh IMGPIPE — the bundled example: build examples/quickstart.yaml (a raw
+# disk from a directory, a compressed golden qcow2, two overlays, a scratch
+# disk), show that a second build has nothing to do, then inspect the outputs
+# with imgpipe's own qemu-img.
 set -euo pipefail
-IMGPIPE=${1:-imgpipe}
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-cd "$dir"
-run() { echo "+ imgpipe run $*"; "$IMGPIPE" run "$@"; }
+IMGPIPE=$(realpath "${1:-imgpipe}")
+cd "$(dirname "$0")"
+say() { printf '\n+ %s\n' "$*"; }
 
-# A raw disk with some data and holes.
-truncate -s 64M disk.raw
-printf 'hello from imgpipe\n' | dd of=disk.raw bs=1 seek=1048576 conv=notrunc status=none
-head -c 4M /dev/urandom | dd of=disk.raw bs=1M seek=8 conv=notrunc status=none
+say imgpipe build -f quickstart.yaml
+"$IMGPIPE" build -f quickstart.yaml
+say imgpipe build -f quickstart.yaml "(again: nothing to do)"
+"$IMGPIPE" build -f quickstart.yaml
+say imgpipe plan -f quickstart.yaml -D size=64M "(what a bigger disk would rebuild)"
+"$IMGPIPE" plan -f quickstart.yaml -D size=64M
 
-run info disk.raw
-run convert -f raw -O qcow2 disk.raw disk.qcow2
-run info disk.qcow2
-run check disk.qcow2
-run create -f qcow2 -b disk.qcow2 -F qcow2 overlay.qcow2
-run map --output=json overlay.qcow2
-run convert -c -O qcow2 overlay.qcow2 flat.qcow2
-run compare disk.raw flat.qcow2
+# The overlays live in out/flavours/ and name ../golden.qcow2.  Inspecting
+# commands follow references only inside an image's own directory unless
+# told otherwise, so allow out/ (see "Untrusted images" in the README).
+say imgpipe run --allow-dir out info --backing-chain out/flavours/web.qcow2
+"$IMGPIPE" run --allow-dir out info --backing-chain out/flavours/web.qcow2
+say imgpipe run check out/golden.qcow2
+"$IMGPIPE" run check out/golden.qcow2
+say imgpipe run map --output=json out/golden.qcow2
+"$IMGPIPE" run map --output=json out/golden.qcow2 | head -5
+say imgpipe run --allow-dir out compare out/rootfs.img out/flavours/db.qcow2
+"$IMGPIPE" run --allow-dir out compare out/rootfs.img out/flavours/db.qcow2

@@ -318,7 +318,15 @@ static JVal *collect_chain(const InfoOpts *o, Error **errp)
         filename = fmt = NULL;
         image_opts = false;
         if (o->backing_chain && json_get_str(info, "full-backing-filename")) {
-            filename = xstrdup(json_get_str(info, "full-backing-filename"));
+            const char *name = json_get_str(info, "filename");
+            const char *full = json_get_str(info, "full-backing-filename");
+            /* The untrusted-image policy applies to the chain walk too. */
+            if (bdrv_check_reference(name, "backing file", json_get_str(info, "backing-filename"),
+                                     full, errp) < 0) {
+                error_prepend(errp, "Could not open '%s': ", name);
+                goto fail;
+            }
+            filename = xstrdup(full);
             fmt = xstrdup(json_get_str(info, "backing-filename-format"));
         }
     }
