@@ -27,8 +27,8 @@ best() {
   for _ in $(seq "$REPS"); do
     rm -f "$out" "${out%.vmdk}"-*.vmdk
     sync
-    local t
-    t=$( { /usr/bin/time -f '%e %U' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    local t TIMEFORMAT='%R %U'
+    t=$( { time "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
     local w=${t% *} u=${t#* }
     if awk "BEGIN{exit !($w < $bw)}"; then bw=$w; bu=$u; fi
   done
