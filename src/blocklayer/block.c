@@ -198,6 +198,10 @@ static void bdrv_free(BlockDriverState *bs)
 }
 
 /* Open one layer (no backing chain).  Errors are prefixed "Could not open 'F': ". */
+/* The reproducibility settings of the bdrv_open_repro() call in progress on
+ * this thread (pipeline steps open images on several threads at once). */
+static __thread const BdrvRepro *open_repro;
+
 static BlockDriverState *open_one(const char *filename, const char *fmt, const Opts *options,
                                   int flags, BlockFile *file, Error **errp)
 {
@@ -270,6 +274,9 @@ static BlockDriverState *open_one(const char *filename, const char *fmt, const O
         bs->drv = NULL;
         bdrv_free(bs);
         return NULL;
+    }
+    if (open_repro) {
+        bs->repro = *open_repro; /* before open(): drivers may stamp IDs there */
     }
     bs->opaque = xzalloc(drv->instance_size);
     if (drv->open(bs, options, flags, &local) < 0) {
@@ -381,6 +388,16 @@ BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *o
         return NULL;
     }
     return open_chain(bs, flags, errp);
+}
+
+BlockDriverState *bdrv_open_repro(const char *filename, const char *fmt, const Opts *options,
+                                  int flags, const BdrvRepro *repro, Error **errp)
+{
+    const BdrvRepro *saved = open_repro;
+    open_repro = repro && repro->enabled ? repro : NULL;
+    BlockDriverState *bs = bdrv_open(filename, fmt, options, flags, errp);
+    open_repro = saved;
+    return bs;
 }
 
 BlockDriverState *bdrv_open_file(BlockFile *file, const char *fmt, const Opts *options, int flags,

@@ -89,6 +89,8 @@ struct BlockDriverState {
     int open_flags;  /* BDRV_O_* */
     bool read_only;
     bool probed;                /* format was probed (not given with -f) */
+    bool encrypted;             /* guest data is encrypted (LUKS, encrypted qcow2): info's
+                                 * "encrypted: yes"; set by the driver's open() */
     int64_t total_size;         /* virtual size in bytes; drivers keep it current */
     uint32_t request_alignment; /* driver I/O granularity (1 = bytes) */
 
@@ -123,6 +125,10 @@ const BlockDriver *bdrv_probe(BlockFile *file, const char *filename, Error **err
  */
 BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *options, int flags,
                             Error **errp);
+/* bdrv_open() for an image whose stored IDs and timestamps must be
+ * reproducible: bs->repro is set before the driver's open() runs. */
+BlockDriverState *bdrv_open_repro(const char *filename, const char *fmt, const Opts *options,
+                                  int flags, const BdrvRepro *repro, Error **errp);
 /* Open an image on an already open BlockFile (in-memory images for fuzzers,
  * test filters).  Takes ownership of file (closed on failure too). */
 BlockDriverState *bdrv_open_file(BlockFile *file, const char *fmt, const Opts *options, int flags,

@@ -196,7 +196,10 @@ struct BlockDriver {
     /* Make the image empty (all unallocated) after a commit; NULL: use discard. */
     int (*make_empty)(BlockDriverState *bs, Error **errp);
 
-    /* ---- internal snapshots ---- */
+    /* ---- internal snapshots ----
+     * snapshot_create stores sn's date and clock fields as given: the caller
+     * takes them from repro_now_ns(), so 0 (the epoch of a reproducible
+     * build) is a valid date. */
     int (*snapshot_create)(BlockDriverState *bs, const SnapshotInfo *sn, Error **errp);
     int (*snapshot_goto)(BlockDriverState *bs, const char *id_or_name, Error **errp);
     int (*snapshot_delete)(BlockDriverState *bs, const char *id, const char *name, Error **errp);

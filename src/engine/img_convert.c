@@ -345,11 +345,23 @@ static int open_target(ConvertState *s, Error **errp)
     if (img_parse_cache(cache, "", &flags, errp) < 0) {
         return -EINVAL;
     }
+    atomic_out_set_durable(&s->out, !(flags & BDRV_O_NO_FLUSH));
     if (o->skip_create) {
         s->target =
             img_open(o->out_filename, o->out_fmt, o->target_image_opts, flags, NULL, false, errp);
     } else {
-        s->target = bdrv_open(atomic_out_path(&s->out), o->out_fmt, NULL, flags, errp);
+        /* as qemu-img's img_add_key_secrets: open an encrypted target with
+         * the key-secret it was created with */
+        Opts keys = OPTS_INIT;
+        static const char *const key_opts[] = {"key-secret", "encrypt.key-secret"};
+        for (size_t i = 0; i < ARRAY_SIZE(key_opts); i++) {
+            if (opts_get(&s->copts, key_opts[i])) {
+                opts_add(&keys, key_opts[i], opts_get(&s->copts, key_opts[i]));
+            }
+        }
+        s->target = bdrv_open_repro(atomic_out_path(&s->out), o->out_fmt, keys.n ? &keys : NULL,
+                                    flags, &o->repro, errp);
+        opts_release(&keys);
     }
     if (!s->target) {
         return -EIO;

@@ -76,6 +76,7 @@ int atomic_out_begin(AtomicOut *a, const char *final, bool allow_atomic)
 {
     memset(a, 0, sizeof(*a));
     a->wb_fd = -1;
+    a->durable = true;
     a->final = xstrdup(final);
     struct stat st;
     bool exists = lstat(final, &st) == 0;
@@ -155,10 +156,15 @@ static int fsync_path(const char *path, bool dir)
     return dir && (ret == -EINVAL || ret == -EBADF) ? 0 : ret;
 }
 
+void atomic_out_set_durable(AtomicOut *a, bool durable)
+{
+    a->durable = durable;
+}
+
 void atomic_out_written(void *opaque, int64_t bytes)
 {
     AtomicOut *a = opaque;
-    if (!a->tmp || bytes - a->wb_done < 32 * (int64_t)MiB) {
+    if (!a->tmp || !a->durable || bytes - a->wb_done < 32 * (int64_t)MiB) {
         return;
     }
     a->wb_done = bytes;
@@ -175,7 +181,7 @@ int atomic_out_commit(AtomicOut *a, Error **errp)
     if (!a->tmp) {
         return 0;
     }
-    int ret = fsync_path(a->tmp, false);
+    int ret = a->durable ? fsync_path(a->tmp, false) : 0;
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not sync '%s'", a->final);
         return ret;
@@ -201,9 +207,11 @@ int atomic_out_commit(AtomicOut *a, Error **errp)
     }
     free(a->tmp);
     a->tmp = NULL;
-    char *dir = path_dirname(a->final);
-    fsync_path(dir, true);
-    free(dir);
+    if (a->durable) {
+        char *dir = path_dirname(a->final);
+        fsync_path(dir, true);
+        free(dir);
+    }
     return 0;
 }
 

@@ -23,6 +23,7 @@ typedef struct AtomicOut {
     char *tmp;   /* temporary file, or NULL when writing in place */
     int wb_fd;   /* for early write-back, -1 until used */
     int64_t wb_done;
+    bool durable; /* fsync before the rename (atomic_out_set_durable) */
 } AtomicOut;
 
 /* Choose where to write.  allow_atomic false: always in place.  Never fails;
@@ -39,9 +40,17 @@ bool atomic_out_fallback_if_multifile(AtomicOut *a);
 /* Progress hook: every 32 MiB written, ask the kernel to start writing the
  * temporary file back (sync_file_range), so that commit's fsync is short. */
 void atomic_out_written(void *opaque, int64_t bytes);
-/* fsync the temporary file, rename it over the final name, fsync the
- * directory.  Refuses (qemu's lock message) if another process holds the
- * final image open for writing.  No-op in place. */
+/*
+ * Whether the commit makes the image durable (fsync file and directory)
+ * before and after the rename.  Follows the target's cache mode: qemu-img
+ * convert's default cache=unsafe never waits for the disk, and neither do
+ * we then; the rename still guarantees that a killed run leaves nothing
+ * under the final name.  Default: durable.
+ */
+void atomic_out_set_durable(AtomicOut *a, bool durable);
+/* fsync the temporary file (when durable), rename it over the final name,
+ * fsync the directory.  Refuses (qemu's lock message) if another process
+ * holds the final image open for writing.  No-op in place. */
 int atomic_out_commit(AtomicOut *a, Error **errp);
 /* Remove the temporary file (no-op in place: qemu-img keeps a partial
  * target too). */

@@ -555,12 +555,6 @@ static int snapshot_create_locked(BlockDriverState *bs, const SnapshotInfo *info
         .icount = info->icount,
         .extra_data_size = SN_EXTRA_KNOWN_SIZE,
     };
-    if (sn.date_sec == 0 && sn.date_nsec == 0) {
-        int64_t sec, nsec;
-        repro_now_ns(&bs->repro, &sec, &nsec);
-        sn.date_sec = (uint32_t)sec;
-        sn.date_nsec = (uint32_t)nsec;
-    }
     s->snapshots = xrealloc(s->snapshots, sizeof(QCowSnapshot) * (s->nb_snapshots + 1));
     s->snapshots[s->nb_snapshots++] = sn;
     ret = qcow2_write_snapshots(bs);
