@@ -104,6 +104,7 @@ struct BlockDriverState {
 
     pthread_mutex_t lock; /* serialises drivers with THREAD_MODEL_SERIALIZE */
     int refcnt;
+    uint64_t metadata_bytes; /* tables reserved by bdrv_metadata_reserve (policy.c) */
 };
 
 /* ---- driver registry ---- */

@@ -99,6 +99,9 @@ static JVal *image_info_json(BlockDriverState *bs, Error **errp)
     if (have_bdi && bdi.cluster_size) {
         json_add_int(info, "cluster-size", bdi.cluster_size);
     }
+    if (bs->encrypted) { /* qemu sets the member only when true */
+        json_add_bool(info, "encrypted", true);
+    }
     add_backing(bs, info);
     if (add_snapshots(bs, info, errp) < 0) {
         json_free(info);
@@ -222,6 +225,9 @@ static void dump_human(StrBuf *sb, const JVal *info)
             json_get_str(info, "filename"), json_get_str(info, "format"), vs, (long long)vsize, ds);
     free(vs);
     free(ds);
+    if (json_get(info, "encrypted")) {
+        sb_add(sb, "encrypted: yes\n");
+    }
     if (json_get(info, "cluster-size")) {
         sb_addf(sb, "cluster_size: %lld\n", (long long)get_int(info, "cluster-size", 0));
     }

@@ -9,13 +9,14 @@
  * zstd with compressed clusters, ...), no snapshot of another size, and
  * turns zero clusters into unallocated (no backing file) or zeroed data
  * clusters.  refcount_bits rebuilds the refcount structure at the new width
- * (qcow2-check.c).  Not supported: encrypt.* (no LUKS support yet).
+ * (qcow2-check.c).  encrypt.* (LUKS key slots) is handled by luks-qcow2.c.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/luks.h"
 #include "formats/qcow2.h"
 
 /* qemu-img amend -f qcow2 -o help: exactly these, in this order */
@@ -82,8 +83,10 @@ static int parse_plan(BlockDriverState *bs, const Opts *opts, AmendPlan *p, Erro
             error_setg(errp, "Can't amend encryption options - encryption not present");
             return -EINVAL;
         }
-        error_setg(errp, "Only LUKS encryption options can be amended");
-        return -ENOTSUP;
+        if (s->crypt_method_header != QCOW2_CRYPT_LUKS) {
+            error_setg(errp, "Only LUKS encryption options can be amended");
+            return -ENOTSUP;
+        }
     }
     if (opts_get(opts, "refcount_bits") &&
         (p->refcount_bits == 0 || p->refcount_bits > 64 || !IS_POWER_OF_2(p->refcount_bits))) {
@@ -411,6 +414,9 @@ int qcow2_amend(BlockDriverState *bs, const Opts *opts, bool force, ProgressFn p
     pthread_mutex_lock(&s->lock);
     ret = amend_first_part(bs, &p, errp);
     pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && p.encryption) {
+        ret = qcow2_crypto_amend(bs, opts, force, errp); /* luks-qcow2.c: key slots */
+    }
     if (ret == 0 && (p.backing_file || p.backing_fmt)) {
         if ((p.backing_file &&
              (!s->image_backing_file || strcmp(p.backing_file, s->image_backing_file))) ||

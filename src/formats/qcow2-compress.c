@@ -187,6 +187,9 @@ static int write_compressed_locked(BlockDriverState *bs, int64_t offset, const v
                                    size_t len)
 {
     BDRVQcow2State *s = qcow2_state(bs);
+    if (s->crypt_method_header != QCOW2_CRYPT_NONE) {
+        return -ENOTSUP; /* compressed clusters would be stored unencrypted */
+    }
     void *l2;
     int ret = qcow2_mark_dirty(bs);
     if (ret == 0) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/luks.h"
 #include "formats/qcow2.h"
 
 extern const BlockDriver bdrv_qcow2;
@@ -258,10 +259,10 @@ int qcow2_measure(const Opts *opts, BlockDriverState *in_bs, BlockMeasureInfo *i
     }
     uint64_t cs = 1ULL << p.cluster_bits;
     uint64_t luks_payload = 0;
-    if (p.encrypt_format && !strcmp(p.encrypt_format, "luks")) {
-        error_setg(errp, "Parameter 'encrypt.key-secret' is required for cipher");
-        return -EINVAL; /* LUKS header size needs the crypto layer (not yet) */
+    if (qcow2_crypto_precheck(opts, p.encrypt_format, &luks_payload, errp) < 0) {
+        return -EINVAL; /* luks-qcow2.c */
     }
+    luks_payload = ROUND_UP(luks_payload, cs);
     uint64_t vsize = ROUND_UP(p.size, cs);
     uint64_t l2e = p.extended_l2 ? 16 : 8;
     if (DIV_ROUND_UP(vsize / cs, cs / l2e) * 8 > QCOW2_MAX_L1_SIZE) {
@@ -358,7 +359,8 @@ static int create_data_file(const BdrvCreateInfo *ci, const Qcow2CreateParams *p
 }
 
 /* Steps on the reopened image: refcounts, full header, L1, size, backing. */
-static int finish_create(BlockDriverState *bs, const Qcow2CreateParams *p, Error **errp)
+static int finish_create(BlockDriverState *bs, const Qcow2CreateParams *p,
+                         const BdrvCreateInfo *ci, Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
     uint64_t cs = s->cluster_size;
@@ -378,6 +380,9 @@ static int finish_create(BlockDriverState *bs, const Qcow2CreateParams *p, Error
     }
     if (ret == 0) {
         ret = qcow2_grow_l1_table(bs, l1, true);
+    }
+    if (ret == 0 && p->encrypt_format) {
+        ret = qcow2_crypto_create(bs, ci->opts, &ci->repro, errp); /* luks-qcow2.c */
     }
     if (ret == 0) {
         bs->total_size = (int64_t)p->size;
@@ -416,10 +421,9 @@ int qcow2_create(const BdrvCreateInfo *ci, Error **errp)
         /* A raw data file needs every L2 entry in place (qemu does this). */
         p.prealloc = PREALLOC_METADATA;
     }
-    if (p.encrypt_format) {
-        /* Hook: the LUKS engineer adds encrypted qcow2 here. */
-        error_setg(errp, "Parameter 'encrypt.key-secret' is required for cipher");
-        return -EINVAL;
+    uint64_t luks_len;
+    if (qcow2_crypto_precheck(ci->opts, p.encrypt_format, &luks_len, errp) < 0) {
+        return -EINVAL; /* luks-qcow2.c */
     }
     int ret = create_data_file(ci, &p, errp);
     if (ret == 0) {
@@ -436,7 +440,7 @@ int qcow2_create(const BdrvCreateInfo *ci, Error **errp)
     }
     BDRVQcow2State *s = qcow2_state(bs);
     pthread_mutex_lock(&s->lock);
-    ret = finish_create(bs, &p, errp);
+    ret = finish_create(bs, &p, ci, errp);
     pthread_mutex_unlock(&s->lock);
     bdrv_unref(bs);
     return ret;

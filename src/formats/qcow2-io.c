@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/luks.h"
 #include "formats/qcow2.h"
 
 /* ---- reads ---- */
@@ -43,7 +44,8 @@ static int read_piece(BlockDriverState *bs, uint64_t offset, uint64_t n, uint8_t
         if (!s->data_file) {
             return -EIO; /* opened without its data file (info only) */
         }
-        return bfile_pread(s->data_file, (int64_t)host, buf, n);
+        int ret = bfile_pread(s->data_file, (int64_t)host, buf, n);
+        return ret < 0 ? ret : qcow2_crypto_decrypt(s, host, buf, n); /* no-op if plain */
     case QCOW2_SUBCLUSTER_COMPRESSED: {
         uint8_t *cluster = xmalloc(s->cluster_size);
         int ret = qcow2_read_compressed_cluster(bs, host, cluster);
@@ -183,8 +185,8 @@ static int write_fill(BlockDriverState *bs, const WriteRun *r, uint64_t from, ui
     uint8_t *tmp = xmalloc(to - from);
     int ret = qcow2_read_locked(bs, from, to - from, tmp);
     if (ret == 0) {
-        ret = bfile_pwrite(qcow2_state(bs)->data_file, (int64_t)(r->host + (from - r->cstart)), tmp,
-                           to - from);
+        BDRVQcow2State *s = qcow2_state(bs);
+        ret = qcow2_crypto_pwrite(s, s->data_file, r->host + (from - r->cstart), tmp, to - from);
     }
     free(tmp);
     return ret;
@@ -195,8 +197,8 @@ static int write_run_data(BlockDriverState *bs, const WriteRun *r, const uint8_t
     BDRVQcow2State *s = qcow2_state(bs);
     int ret = write_fill(bs, r, r->fill_start, r->offset);
     if (ret == 0) {
-        ret = bfile_pwrite(s->data_file, (int64_t)(r->host + (r->offset - r->cstart)), buf,
-                           r->end - r->offset);
+        ret = qcow2_crypto_pwrite(s, s->data_file, r->host + (r->offset - r->cstart), buf,
+                                  r->end - r->offset);
     }
     if (ret == 0) {
         ret = write_fill(bs, r, r->end, r->fill_end);
@@ -503,6 +505,34 @@ int qcow2_discard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return ret;
 }
 
+/* Punch the host clusters whose refcount is 0 (advisory: errors are ignored). */
+static void discard_unused_clusters(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = qcow2_state(bs);
+    int64_t n = bfile_getlength(bs->file) >> s->cluster_bits;
+    int64_t run = 0;
+    for (int64_t c = 0; c <= n; c++) {
+        uint64_t rc = 1;
+        if (c < n && qcow2_get_refcount(bs, c, &rc) < 0) {
+            return;
+        }
+        if (c < n && rc == 0) {
+            run++;
+            continue;
+        }
+        if (run) {
+            bfile_discard(bs->file, (c - run) << s->cluster_bits, run << s->cluster_bits);
+        }
+        run = 0;
+    }
+}
+
+/*
+ * The host clusters are punched only after the emptied L2 tables and the
+ * refcounts are on disk: punched while the old L2 entries were still the
+ * ones on disk, a process killed in between (commit's last step) left the
+ * overlay pointing at holes, i.e. reading zeros instead of its data.
+ */
 int qcow2_make_empty(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
@@ -510,11 +540,17 @@ int qcow2_make_empty(BlockDriverState *bs, Error **errp)
     int ret = qcow2_mark_dirty(bs);
     uint64_t total = (uint64_t)bs->total_size;
     uint64_t step = 1ULL << (s->l2_bits + s->cluster_bits);
+    bool punch = s->discard_passthrough[QCOW2_DISCARD_SNAPSHOT];
+    s->discard_passthrough[QCOW2_DISCARD_SNAPSHOT] = false;
     for (uint64_t off = 0; ret == 0 && off < total; off += step) {
         ret = qcow2_cluster_discard(bs, off, MIN(step, total - off), QCOW2_DISCARD_SNAPSHOT, true);
     }
+    s->discard_passthrough[QCOW2_DISCARD_SNAPSHOT] = punch;
     if (ret == 0) {
         ret = qcow2_flush_caches(bs);
+    }
+    if (ret == 0 && punch && s->data_file == bs->file && (ret = bfile_flush(bs->file)) == 0) {
+        discard_unused_clusters(bs);
     }
     pthread_mutex_unlock(&s->lock);
     if (ret < 0) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/luks.h"
 #include "formats/qcow2.h"
 
 /* ---- header encoding ---- */
@@ -628,6 +629,9 @@ static int load_l1(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
     /* l1_size <= 4 Mi entries (checked): a bounded allocation. */
+    if (bdrv_metadata_reserve(bs, "L1 table", (uint64_t)s->l1_size * 8, errp) < 0) {
+        return -EFBIG;
+    }
     s->l1_table = XNEWV(uint64_t, MAX(s->l1_size, 1));
     if (s->l1_size == 0) {
         return 0;
@@ -761,7 +765,7 @@ static int finish_open(BlockDriverState *bs, int flags, Error **errp)
     return 0;
 }
 
-static int do_open(BlockDriverState *bs, int flags, Error **errp)
+static int do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
     uint8_t first[QCOW2_HEADER_SIZE];
@@ -807,10 +811,9 @@ static int do_open(BlockDriverState *bs, int flags, Error **errp)
     if (ret < 0) {
         return ret;
     }
-    if (s->crypt_method_header != QCOW2_CRYPT_NONE && !(flags & BDRV_O_NO_IO)) {
-        /* Hook for encrypted qcow2 (AES / LUKS): not implemented yet. */
-        error_setg(errp, "Parameter 'encrypt.key-secret' is required for cipher");
-        return -EINVAL;
+    ret = qcow2_crypto_open(bs, options, flags, errp); /* luks-qcow2.c */
+    if (ret < 0) {
+        return ret;
     }
     ret = load_l1(bs, errp);
     if (ret == 0) {
@@ -839,6 +842,7 @@ static void free_state(BlockDriverState *bs)
     BDRVQcow2State *s = qcow2_state(bs);
     qcow2_free_bitmaps(bs);
     qcow2_free_snapshots(bs);
+    qcow2_crypto_close(bs);
     qcow2_cache_destroy(s->l2_table_cache);
     qcow2_cache_destroy(s->refcount_block_cache);
     s->l2_table_cache = s->refcount_block_cache = NULL;
@@ -873,7 +877,7 @@ static int qcow2_open(BlockDriverState *bs, const Opts *options, int flags, Erro
     pthread_mutexattr_destroy(&attr);
     s->bs = bs;
     pthread_mutex_lock(&s->lock);
-    int ret = do_open(bs, flags, errp);
+    int ret = do_open(bs, options, flags, errp);
     pthread_mutex_unlock(&s->lock);
     if (ret < 0) {
         free_state(bs);
@@ -924,6 +928,15 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     return 0;
 }
 
+/* "encrypt": qemu's ImageInfoSpecificQCow2Encryption (luks-qcow2.c) */
+static void add_encrypt_info(BDRVQcow2State *s, JVal *data)
+{
+    JVal *enc = qcow2_crypto_info(s);
+    if (enc) {
+        json_object_add(data, "encrypt", enc);
+    }
+}
+
 static JVal *qcow2_get_specific_info(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
@@ -932,6 +945,7 @@ static JVal *qcow2_get_specific_info(BlockDriverState *bs, Error **errp)
     if (s->qcow_version == 2) {
         json_add_str(data, "compat", "0.10");
         json_add_int(data, "refcount-bits", s->refcount_bits);
+        add_encrypt_info(s, data);
         json_add_str(data, "compression-type", ctype);
     } else {
         json_add_str(data, "compat", "1.1");
@@ -946,6 +960,7 @@ static JVal *qcow2_get_specific_info(BlockDriverState *bs, Error **errp)
                       (s->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0);
         json_add_bool(data, "corrupt", (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) != 0);
         json_add_int(data, "refcount-bits", s->refcount_bits);
+        add_encrypt_info(s, data);
         pthread_mutex_lock(&s->lock);
         JVal *bitmaps = qcow2_get_bitmap_info_list(bs, NULL);
         pthread_mutex_unlock(&s->lock);

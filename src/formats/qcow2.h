@@ -7,7 +7,7 @@
  * (subclusters); external data files (data_file, data_file_raw); backing
  * files; internal snapshots, persistent bitmaps, check, amend and resize are
  * implemented in their own files (see the qcow2ext section at the bottom).
- * Encryption (crypt_method 1/2) is recognised but not implemented yet.
+ * Encryption: LUKS (crypt_method 2) lives in luks-qcow2.c; AES (1) is refused.
  *
  * Files and what they own:
  *   qcow2.c           header read/validate/open/close/info/probe, header
@@ -290,11 +290,11 @@ typedef struct BDRVQcow2State {
     BlockFile *data_file;  /* == bs->file without an external data file */
     char *image_data_file; /* name from the header extension, or NULL */
 
-    /* encryption (hook for the LUKS engineer) */
+    /* encryption (luks-qcow2.c) */
     uint32_t crypt_method_header;
     uint64_t crypto_header_offset; /* QCOW2_EXT_CRYPTO_HEADER, 0 if absent */
     uint64_t crypto_header_length;
-    void *crypto; /* crypto context, NULL: no encryption support yet */
+    void *crypto; /* LuksVolume * when LUKS-encrypted (luks-qcow2.c), else NULL */
 
     /* snapshots (qcow2-snapshot.c) */
     uint32_t nb_snapshots;
