@@ -1,2 +1,5 @@
 /* Link-only probe: see imgpipe_layercheck() in CMakeLists.txt. */
-int main(void) { return 0; }
+int main(void)
+{
+    return 0;
+}

@@ -13,7 +13,6 @@
 
 #define IMGPIPE_VERSION "0.1.0"
 
-
 typedef struct Command {
     const char *name;
     int (*fn)(int argc, char **argv);

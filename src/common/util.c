@@ -276,8 +276,8 @@ static int parse_fraction(const char **pp, uint64_t *valf)
  * (powers of unit), default_mul when there is none.  The result is
  * computed exactly in 64.64 fixed point and rounded half up.
  */
-static int do_parse_size(const char *str, const char **end, uint64_t *result,
-                         uint64_t default_mul, uint64_t unit)
+static int do_parse_size(const char *str, const char **end, uint64_t *result, uint64_t default_mul,
+                         uint64_t unit)
 {
     const char *ep;
     uint64_t val, valf = 0, mul;

@@ -269,12 +269,12 @@ typedef struct BitmapOpts {
     const char *filename;
     const char *fmt;
     bool image_opts;
-    const char *bitmap;           /* the bitmap acted on */
-    const BitmapAction *actions;  /* run in order */
+    const char *bitmap;          /* the bitmap acted on */
+    const BitmapAction *actions; /* run in order */
     int n_actions;
-    const char *src_filename;     /* -b: image holding merge sources (default: filename) */
-    const char *src_fmt;          /* -F */
-    int64_t granularity;          /* -g, bytes; 0: the format's default (--add only) */
+    const char *src_filename; /* -b: image holding merge sources (default: filename) */
+    const char *src_fmt;      /* -F */
+    int64_t granularity;      /* -g, bytes; 0: the format's default (--add only) */
     FILE *out;
 } BitmapOpts;
 int img_bitmap(const BitmapOpts *o, Error **errp);
@@ -292,7 +292,6 @@ int img_bitmap(const BitmapOpts *o, Error **errp);
  */
 int img_bitmaps_check_source(BlockDriverState *src, bool skip_broken, Error **errp);
 int img_bitmaps_check_target(BlockDriverState *dst, const char *fmt, Error **errp);
-int img_bitmaps_copy(BlockDriverState *src, BlockDriverState *dst, bool skip_broken,
-                     Error **errp);
+int img_bitmaps_copy(BlockDriverState *src, BlockDriverState *dst, bool skip_broken, Error **errp);
 
 #endif
