@@ -9,6 +9,7 @@ PKGS=(
   libcmocka-dev                             # unit tests
   qemu-utils                                # qemu-img: the test oracle, never used by the product
   python3 xxd e2fsprogs                     # test fixtures (crafted images, mkfs.ext4 -d)
+  time sqlite3                              # hardening tests: /usr/bin/time -f %M, cache integrity_check
   clang-format                              # style check
 )
 SUDO=

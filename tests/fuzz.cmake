@@ -20,3 +20,19 @@ foreach(fmt ${IMGPIPE_FUZZ_FORMATS})
   target_compile_definitions(fuzz_${fmt} PRIVATE FUZZ_FORMAT="${fmt}")
   target_link_libraries(fuzz_${fmt} PRIVATE imgpipe_engine)
 endforeach()
+
+# The recipe parser (src/planner/recipe.h): fuzz_recipe, replayed over
+# tests/fuzz/corpus/recipe and the example recipes.
+if(IMGPIPE_FUZZ)
+  add_executable(fuzz_recipe ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_recipe.c)
+  target_compile_options(fuzz_recipe PRIVATE -fsanitize=fuzzer)
+  target_link_options(fuzz_recipe PRIVATE -fsanitize=fuzzer)
+else()
+  add_executable(fuzz_recipe ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_recipe.c
+                             ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/replay_main.c)
+  add_test(NAME fuzz_replay_recipe
+    COMMAND fuzz_recipe ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/recipe
+            ${CMAKE_SOURCE_DIR}/examples ${CMAKE_SOURCE_DIR}/recipes)
+  set_tests_properties(fuzz_replay_recipe PROPERTIES LABELS fuzz TIMEOUT 120)
+endif()
+target_link_libraries(fuzz_recipe PRIVATE imgpipe_planner)

@@ -254,6 +254,14 @@ BlockFile *bdrv_open_aux_file(BlockDriverState *bs, const char *name, bool write
 /* Best-scoring driver for a probe buffer (*score gets its score; may be NULL). */
 const BlockDriver *bdrv_probe_buf(const uint8_t *buf, int len, const char *filename, int *score);
 /*
+ * Metadata budget (policy.c): call before allocating a table whose size
+ * comes from the image (L1, BAT, catalog, offsets) at open.  The tables of
+ * one image may total BDRV_METADATA_BUDGET (or IMGPIPE_MAX_METADATA).
+ * 0, or -EFBIG with *errp naming `what` and the budget.
+ */
+#define BDRV_METADATA_BUDGET (64 * MiB)
+int bdrv_metadata_reserve(BlockDriverState *bs, const char *what, uint64_t bytes, Error **errp);
+/*
  * Reference policy (policy.c).  bdrv_check_reference() says whether `image`
  * may make us open `ref` (as stored; `resolved` = ref combined with the
  * image's directory).  kind names the reference in the error ("backing

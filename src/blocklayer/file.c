@@ -386,7 +386,7 @@ typedef struct MemFile {
 } MemFile;
 
 /* Bound growth so a hostile image cannot make a fuzzer allocate without limit. */
-#define MEM_FILE_MAX (1ULL << 30)
+#define MEM_FILE_MAX (256ULL << 20) /* under the fuzzers' -malloc_limit_mb */
 
 static int mem_reserve(MemFile *m, size_t len)
 {

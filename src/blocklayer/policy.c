@@ -12,8 +12,12 @@
  * The CLI restricts `imgpipe run info|check|map|measure|compare|convert`
  * by default (--trust-images restores qemu-img's behaviour); library
  * callers (the pipeline) get the permissive default.
+ *
+ * Also here: the per-image metadata budget (bdrv_metadata_reserve), the
+ * other limit an untrusted image must not get around.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -96,4 +100,45 @@ int bdrv_check_reference(const char *image, const char *kind, const char *ref, c
     free(real);
     free(real_dir);
     return ok ? 0 : -EPERM;
+}
+
+/*
+ * Metadata budget.  Table sizes come from the image (an L1 table, a BAT, a
+ * catalog, an offset array); each is bounded by its format's own limit and
+ * by the file's size, but a large hostile file could still make us hold
+ * hundreds of MiB.  Drivers reserve each table they load at open against
+ * one budget per image: 64 MiB by default (a 64 TiB qcow2 with 64 KiB
+ * clusters needs 1 MiB of L1; a 2 TiB VHD a 4 MiB BAT), or
+ * IMGPIPE_MAX_METADATA (a size: "256M").
+ */
+static uint64_t metadata_budget;
+static pthread_once_t budget_once = PTHREAD_ONCE_INIT;
+
+static void read_budget(void)
+{
+    const char *env = getenv("IMGPIPE_MAX_METADATA");
+    const char *end;
+    uint64_t v;
+    metadata_budget = BDRV_METADATA_BUDGET;
+    if (env && parse_size(env, &end, &v) == 0 && !*end && v > 0) {
+        metadata_budget = v;
+    }
+}
+
+int bdrv_metadata_reserve(BlockDriverState *bs, const char *what, uint64_t bytes, Error **errp)
+{
+    pthread_once(&budget_once, read_budget);
+    uint64_t held = bs->metadata_bytes;
+    if (bytes > metadata_budget || held > metadata_budget - bytes) {
+        bool mib = metadata_budget % MiB == 0;
+        error_setg(errp,
+                   "%s of %" PRIu64 " bytes exceeds the metadata budget of %" PRIu64
+                   " %s per image (%" PRIu64 " bytes already held); raise it with "
+                   "IMGPIPE_MAX_METADATA=SIZE",
+                   what, bytes, mib ? metadata_budget / (uint64_t)MiB : metadata_budget,
+                   mib ? "MiB" : "bytes", held);
+        return -EFBIG;
+    }
+    bs->metadata_bytes = held + bytes;
+    return 0;
 }

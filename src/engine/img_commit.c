@@ -135,7 +135,9 @@ static BlockDriverState *reopen_base_rw(BlockDriverState *top, BlockDriverState 
         parent = parent->backing;
     }
     char *name = xstrdup(base->filename);
-    char *fmt = xstrdup(bdrv_format_name(base));
+    /* a probed base is probed again, so that the probed-raw rule (no
+     * format header written into sector 0, CVE-2008-2004) still holds */
+    char *fmt = base->probed ? NULL : xstrdup(bdrv_format_name(base));
     parent->backing = NULL;
     bdrv_unref(base);
     BlockDriverState *rw = bdrv_open(name, fmt, NULL, flags | BDRV_O_RDWR, errp);

@@ -98,6 +98,9 @@ static int bochs_do_open(BlockDriverState *bs, const Opts *options, int flags, E
         return -EFBIG;
     }
     uint32_t header_len = ld32_le(h + 68);
+    if (bdrv_metadata_reserve(bs, "catalog", (uint64_t)s->catalog_size * 4, errp) < 0) {
+        return -EFBIG;
+    }
     s->catalog = xmalloc(MAX((size_t)s->catalog_size * 4, 4));
     ret = bfile_pread(bs->file, header_len, s->catalog, (size_t)s->catalog_size * 4);
     if (ret < 0) {

@@ -78,6 +78,9 @@ static int read_offsets(BlockDriverState *bs, Error **errp)
         error_setg(errp, "image requires too many offsets, try increasing block size");
         return -EINVAL;
     }
+    if (bdrv_metadata_reserve(bs, "offset table", size, errp) < 0) {
+        return -EFBIG;
+    }
     s->offsets = xmalloc(size);
     int ret = bfile_pread(bs->file, 136, s->offsets, size);
     if (ret < 0) {

@@ -207,7 +207,13 @@ static size_t base64_decode(const char *in, size_t len, uint8_t *out)
 
 static int read_plist(BlockDriverState *bs, uint64_t begin, uint64_t length, Error **errp)
 {
-    if (length == 0 || length > DMG_PLIST_MAX) {
+    if (length > DMG_PLIST_MAX) {
+        /* qemu allocates whatever the trailer says; we name our budget */
+        error_setg(errp, "property list of %" PRIu64 " bytes exceeds the limit of %d MiB", length,
+                   DMG_PLIST_MAX / (1024 * 1024));
+        return -EFBIG;
+    }
+    if (length == 0) {
         return invalid(bs, errp);
     }
     char *xml = xmalloc(length + 1);

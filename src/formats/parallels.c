@@ -12,7 +12,8 @@
  * block status, check with repair (clusters outside the file, space leaked
  * at the end, unclean shutdown), the in-use flag (set while open
  * read-write; an image left in use cannot be opened read-write except by
- * check).  The format extension (dirty bitmaps) at ext_off is ignored.
+ * check).  The format extension (dirty bitmaps) at ext_off is ignored
+ * once its magic is checked.
  * A backing file can be attached by the block layer (qemu's
  * supports_backing), and partial writes to new clusters copy from it.
  *
@@ -28,6 +29,7 @@
 #include "blocklayer/block_int.h"
 #include "common/util.h"
 
+#define PRL_FORMAT_EXT_MAGIC 0xAB234CEF23DCEA87ULL
 #define PRL_MAGIC1           "WithoutFreeSpace"
 #define PRL_MAGIC2           "WithouFreSpacExt"
 #define PRL_VERSION          2
@@ -151,6 +153,9 @@ static int load_bat(BlockDriverState *bs, Error **errp)
         error_setg(errp, "Catalog too large");
         return -EFBIG;
     }
+    if (bdrv_metadata_reserve(bs, "BAT", bytes, errp) < 0) {
+        return -EFBIG;
+    }
     s->bat = xmalloc(MAX(bytes, 4));
     int ret = bfile_pread(bs->file, PRL_HEADER_SIZE, s->bat, bytes);
     if (ret < 0) {
@@ -172,6 +177,35 @@ static int write_header(BlockDriverState *bs)
     return ret == 0 ? bfile_flush(bs->file) : ret;
 }
 
+/* The format extension's contents are ignored, but like qemu we refuse an
+ * image whose ext_off names something that is not one. */
+static int check_format_extension(BlockDriverState *bs, Error **errp)
+{
+    BDRVParallelsState *s = bs->opaque;
+    uint64_t ext_off = ld64_le(s->header + 56);
+    if (ext_off == 0) {
+        return 0;
+    }
+    uint8_t magic[8] = {0}; /* past the end of the file: zeros, as qemu reads */
+    int64_t len = bfile_getlength(bs->file);
+    if (ext_off <= (uint64_t)INT64_MAX / BDRV_SECTOR_SIZE && len >= 0 &&
+        ext_off * BDRV_SECTOR_SIZE + sizeof(magic) <= (uint64_t)len) {
+        int ret =
+            bfile_pread(bs->file, (int64_t)(ext_off * BDRV_SECTOR_SIZE), magic, sizeof(magic));
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not read the Format Extension");
+            return ret;
+        }
+    }
+    if (ld64_le(magic) != PRL_FORMAT_EXT_MAGIC) {
+        error_setg(errp,
+                   "Wrong parallels Format Extension magic: 0x%" PRIx64 ", expected: 0x%" PRIx64,
+                   ld64_le(magic), (uint64_t)PRL_FORMAT_EXT_MAGIC);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int parallels_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVParallelsState *s = bs->opaque;
@@ -181,6 +215,9 @@ static int parallels_do_open(BlockDriverState *bs, const Opts *options, int flag
         return ret;
     }
     ret = parse_header(bs, errp);
+    if (ret == 0) {
+        ret = check_format_extension(bs, errp);
+    }
     if (ret == 0) {
         ret = load_bat(bs, errp);
     }
@@ -371,6 +408,10 @@ static int parallels_block_status(BlockDriverState *bs, bool want_zero, int64_t 
     int64_t n = MIN(bytes, cs - offset % cs);
     /* extend over clusters that continue the same run */
     while (n < bytes) {
+        if (start < 0 && (uint64_t)((offset + n) / BDRV_SECTOR_SIZE) / s->tracks >= s->bat_size) {
+            n = bytes; /* past the BAT: a hole to the end (not 2^40 steps of one cluster) */
+            break;
+        }
         int64_t next = seek_to_sector(s, (offset + n) / BDRV_SECTOR_SIZE);
         if (start < 0 ? next >= 0 : next != start + n / (int64_t)BDRV_SECTOR_SIZE) {
             break;

@@ -164,6 +164,9 @@ static int load_l1(BlockDriverState *bs, const QcowHeader *h, Error **errp)
     }
     s->l1_size = (uint32_t)l1_size;
     s->l1_table_offset = h->l1_table_offset;
+    if (bdrv_metadata_reserve(bs, "L1 table", bytes, errp) < 0) {
+        return -EFBIG;
+    }
     s->l1_table = xmalloc(MAX(bytes, 8));
     int ret = bfile_pread(bs->file, (int64_t)s->l1_table_offset, s->l1_table, bytes);
     if (ret < 0) {

@@ -253,6 +253,48 @@ static uint64_t needed_table_size(BlockDriverState *bs, int granularity_bits)
     return DIV_ROUND_UP(bytes, s->cluster_size);
 }
 
+/*
+ * Walk a table's entries in 64 KiB pieces, only the part inside the file
+ * (past EOF the entries read as zero: valid and pointing nowhere), so that
+ * hostile tables cost neither memory nor time beyond the file's size.
+ * fn returns 0 to go on, or -errno to stop with that value.
+ */
+typedef int (*TableEntryFn)(void *opaque, uint64_t entry);
+
+static int walk_table(BlockDriverState *bs, uint64_t offset, uint32_t size, TableEntryFn fn,
+                      void *opaque)
+{
+    enum { CHUNK = 8192 };
+    int64_t file_len = bfile_getlength(bs->file);
+    uint64_t *t = xmalloc(CHUNK * 8);
+    int ret = file_len < 0 ? (int)file_len : 0;
+    for (uint64_t i = 0; ret == 0 && i < size; i += CHUNK) {
+        uint64_t pos = offset + i * 8;
+        uint32_t n = (uint32_t)MIN((uint64_t)CHUNK, size - i);
+        if (pos >= (uint64_t)file_len) {
+            break;
+        }
+        ret = bfile_pread(bs->file, (int64_t)pos, t, (size_t)n * 8);
+        for (uint32_t j = 0; ret == 0 && j < n; j++) {
+            ret = fn(opaque, ld64_be(&t[j]));
+        }
+    }
+    free(t);
+    return ret;
+}
+
+static int entry_check_fn(void *opaque, uint64_t entry)
+{
+    return table_entry_valid(entry, *(const uint32_t *)opaque) ? 0 : -EINVAL;
+}
+
+/* 0 if every entry of the table is valid, else -EINVAL (or an I/O error). */
+static int validate_table(BlockDriverState *bs, uint64_t offset, uint32_t size)
+{
+    uint32_t cluster_size = qcow2_state(bs)->cluster_size;
+    return walk_table(bs, offset, size, entry_check_fn, &cluster_size);
+}
+
 /* Load a table with QEMU's checks and messages (table entries, then size). */
 static int load_table(BlockDriverState *bs, const Qcow2Bitmap *bm, uint64_t **table, Error **errp)
 {
@@ -290,12 +332,20 @@ int qcow2_bitmap_load_data(BlockDriverState *bs, Qcow2Bitmap *bm, Error **errp)
     if (bm->data || bm->inconsistent) {
         return 0;
     }
-    int ret = load_table(bs, bm, &table, errp);
+    uint64_t size = (uint64_t)bm->table_size * s->cluster_size; /* <= 512 MiB */
+    /* QEMU bounds one bitmap (512 MiB) but not their sum: 65535 hostile
+     * ones must not exhaust memory, so the data shares the image's
+     * metadata budget (IMGPIPE_MAX_METADATA raises it) */
+    int ret = bdrv_metadata_reserve(bs, "bitmap data", size, errp);
+    if (ret < 0) {
+        error_prepend(errp, "Could not read bitmap '%s' from image: ", bm->name);
+        return ret;
+    }
+    ret = load_table(bs, bm, &table, errp);
     if (ret < 0) {
         return ret;
     }
-    /* table_size * cluster_size <= QCOW2_BME_MAX_PHYS_SIZE (validated) */
-    bm->data_size = (uint64_t)bm->table_size * s->cluster_size;
+    bm->data_size = size;
     bm->data = xzalloc(bm->data_size);
     for (uint32_t i = 0; ret == 0 && i < bm->table_size; i++) {
         uint64_t off = table[i] & QCOW2_BME_TABLE_OFFSET_MASK;
@@ -492,10 +542,18 @@ int qcow2_load_bitmaps(BlockDriverState *bs, Error **errp)
     }
     st->n = s->nb_bitmaps;
     for (uint32_t i = 0; i < st->n && ret == 0; i++) {
-        uint64_t *table = NULL;
-        if (!st->list[i].inconsistent) {
-            ret = load_table(bs, &st->list[i], &table, errp);
-            free(table);
+        const Qcow2Bitmap *bm = &st->list[i];
+        if (bm->inconsistent) {
+            continue;
+        }
+        ret = validate_table(bs, bm->table_offset, bm->table_size);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret,
+                             "Could not read bitmap_table table from image for bitmap '%s'",
+                             bm->name);
+        } else if (needed_table_size(bs, bm->granularity_bits) != bm->table_size) {
+            error_setg_errno(errp, EINVAL, "Could not read bitmap '%s' from image", bm->name);
+            ret = -EINVAL;
         }
     }
     if (ret == 0 && st->writable) {
@@ -566,33 +624,62 @@ static int store_one(BlockDriverState *bs, Qcow2Bitmap *bm, Error **errp)
     return ret;
 }
 
+/* Where a bitmap was before the store: freed after the switch, or put
+ * back if the store fails. */
+typedef struct OldPlacement {
+    uint64_t table_offset;
+    uint32_t table_size;
+    uint32_t flags;
+} OldPlacement;
+
+static bool stored_at_close(const Qcow2Bitmap *bm)
+{
+    return !bm->inconsistent && bm->data;
+}
+
+/* After the store of bitmaps [0, done): ok frees the old placements, else
+ * the new ones are freed and the old restored. */
+static void settle_placements(BlockDriverState *bs, const OldPlacement *old, uint32_t done, bool ok)
+{
+    Qcow2BitmapState *st = bitmap_state(bs);
+    for (uint32_t i = 0; i < done; i++) {
+        Qcow2Bitmap *bm = &st->list[i];
+        if (!stored_at_close(bm)) {
+            continue;
+        }
+        if (ok) {
+            if (old[i].table_offset) {
+                qcow2_bitmap_free_clusters(bs, old[i].table_offset, old[i].table_size);
+            }
+            continue;
+        }
+        if (bm->table_offset && bm->table_offset != old[i].table_offset) {
+            qcow2_bitmap_free_clusters(bs, bm->table_offset, bm->table_size);
+        }
+        bm->table_offset = old[i].table_offset;
+        bm->table_size = old[i].table_size;
+        bm->flags = old[i].flags;
+    }
+}
+
 int qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
 {
     Qcow2BitmapState *st = bitmap_state(bs);
-    if (!st || !st->writable) {
-        return 0;
-    }
     bool need_write = false;
-    for (uint32_t i = 0; i < st->n; i++) {
-        need_write |= !st->list[i].inconsistent && st->list[i].data;
+    for (uint32_t i = 0; st && st->writable && i < st->n; i++) {
+        need_write |= stored_at_close(&st->list[i]);
     }
     if (!need_write) {
         return 0;
     }
-    /* old placement of every bitmap we rewrite, freed after the switch */
-    uint64_t *old_off = xcalloc(st->n, 8);
-    uint32_t *old_size = xcalloc(st->n, 4);
+    OldPlacement *old = XNEWV(OldPlacement, st->n);
     int ret = 0;
     uint32_t done = 0;
     for (; done < st->n && ret == 0; done++) {
         Qcow2Bitmap *bm = &st->list[done];
-        if (bm->inconsistent || !bm->data) {
-            continue;
-        }
-        old_off[done] = bm->table_offset;
-        old_size[done] = bm->table_size;
-        ret = store_one(bs, bm, errp);
-        if (ret == 0) {
+        old[done] = (OldPlacement){bm->table_offset, bm->table_size, bm->flags};
+        if (stored_at_close(bm)) {
+            ret = store_one(bs, bm, errp);
             bm->flags = bm->enabled ? QCOW2_BME_FLAG_AUTO : 0;
         }
     }
@@ -602,23 +689,8 @@ int qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
             error_setg_errno(errp, -ret, "Failed to update bitmap extension");
         }
     }
-    for (uint32_t i = 0; i < done; i++) {
-        Qcow2Bitmap *bm = &st->list[i];
-        if (bm->inconsistent || !bm->data || (!old_off[i] && ret == 0)) {
-            continue;
-        }
-        if (ret < 0) { /* keep the old placement: drop what we wrote */
-            if (bm->table_offset != old_off[i]) {
-                qcow2_bitmap_free_clusters(bs, bm->table_offset, bm->table_size);
-            }
-            bm->table_offset = old_off[i];
-            bm->table_size = old_size[i];
-        } else {
-            qcow2_bitmap_free_clusters(bs, old_off[i], old_size[i]);
-        }
-    }
-    free(old_off);
-    free(old_size);
+    settle_placements(bs, old, done, ret == 0);
+    free(old);
     return ret;
 }
 
@@ -652,29 +724,34 @@ JVal *qcow2_get_bitmap_info_list(BlockDriverState *bs, Error **errp)
 
 /* ---- check ---- */
 
+typedef struct CountCtx {
+    Qcow2CountFn count;
+    void *opaque;
+    uint32_t cluster_size;
+} CountCtx;
+
+static int entry_count_fn(void *opaque, uint64_t entry)
+{
+    CountCtx *c = opaque;
+    uint64_t off = entry & QCOW2_BME_TABLE_OFFSET_MASK;
+    return off ? c->count(c->opaque, (int64_t)off, c->cluster_size) : 0;
+}
+
 /* Count one bitmap's table and data clusters (table read from disk). */
 static int count_bitmap(BlockDriverState *bs, const Qcow2Bitmap *bm, BdrvCheckResult *res,
                         Qcow2CountFn count, void *opaque)
 {
-    BDRVQcow2State *s = qcow2_state(bs);
-    uint64_t *table = NULL;
+    CountCtx c = {count, opaque, qcow2_state(bs)->cluster_size};
     int ret = count(opaque, (int64_t)bm->table_offset, (int64_t)bm->table_size * 8);
     if (ret < 0) {
         return ret;
     }
-    ret = read_table(bs, bm->table_offset, bm->table_size, &table);
+    ret = validate_table(bs, bm->table_offset, bm->table_size);
     if (ret < 0) {
         res->corruptions++; /* (qemu counts it silently) */
         return ret;
     }
-    for (uint32_t i = 0; i < bm->table_size && ret == 0; i++) {
-        uint64_t off = table[i] & QCOW2_BME_TABLE_OFFSET_MASK;
-        if (off) {
-            ret = count(opaque, (int64_t)off, s->cluster_size);
-        }
-    }
-    free(table);
-    return ret;
+    return walk_table(bs, bm->table_offset, bm->table_size, entry_count_fn, &c);
 }
 
 int qcow2_check_bitmaps_refcounts(BlockDriverState *bs, BdrvCheckResult *res, Qcow2CountFn count,

@@ -359,8 +359,8 @@ static int create_data_file(const BdrvCreateInfo *ci, const Qcow2CreateParams *p
 }
 
 /* Steps on the reopened image: refcounts, full header, L1, size, backing. */
-static int finish_create(BlockDriverState *bs, const Qcow2CreateParams *p,
-                         const BdrvCreateInfo *ci, Error **errp)
+static int finish_create(BlockDriverState *bs, const Qcow2CreateParams *p, const BdrvCreateInfo *ci,
+                         Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
     uint64_t cs = s->cluster_size;

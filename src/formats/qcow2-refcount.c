@@ -71,6 +71,9 @@ int qcow2_refcount_init(BlockDriverState *bs, Error **errp)
     BDRVQcow2State *s = qcow2_state(bs);
     /* open() bounded refcount_table_size by QCOW2_MAX_REFTABLE_SIZE */
     size_t bytes = (size_t)s->refcount_table_size * 8;
+    if (bdrv_metadata_reserve(bs, "refcount table", bytes, errp) < 0) {
+        return -EFBIG;
+    }
     s->refcount_table = xmalloc(MAX(bytes, 8));
     int ret = bfile_pread(bs->file, (int64_t)s->refcount_table_offset, s->refcount_table, bytes);
     if (ret < 0) {

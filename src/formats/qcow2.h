@@ -21,6 +21,7 @@
  *   qcow2-cache.c     the metadata cache (L2 tables, refcount blocks)
  *   qcow2-compress.c  zlib (raw deflate, 4 KiB window) and zstd codecs
  *   qcow2-check.c, qcow2-snapshot.c, qcow2-amend.c, qcow2-bitmap.c: qcow2ext
+ *   qcow2-bitmap-ops.c bitmap actions, write tracking, resize, measure
  *
  * Locking (THREAD_MODEL_PARALLEL): every function declared here expects
  * s->lock to be held by the caller unless its comment says otherwise.  The
@@ -306,7 +307,7 @@ typedef struct BDRVQcow2State {
     uint32_t nb_bitmaps;
     uint64_t bitmap_directory_size;
     uint64_t bitmap_directory_offset;
-    void *bitmap_state; /* private to qcow2-bitmap.c */
+    void *bitmap_state;       /* private to qcow2-bitmap.c */
     bool bitmaps_ext_ignored; /* autoclear bit clear: extension dropped on RW open */
 
     BlockDriverState *bs;  /* back pointer (for helpers that take only s) */

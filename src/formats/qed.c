@@ -280,6 +280,9 @@ static int qed_do_open(BlockDriverState *bs, const Opts *options, int flags, Err
         write_header(bs);
     }
     /* the L1 table lies inside the file (validated), which bounds this */
+    if (bdrv_metadata_reserve(bs, "L1 table", table_bytes(s), errp) < 0) {
+        return -EFBIG;
+    }
     s->l1_table = xmalloc(table_bytes(s));
     ret = read_table(bs, s->header.l1_table_offset, s->l1_table);
     if (ret < 0) {
@@ -533,9 +536,8 @@ static int qed_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const
             uint64_t *l2 = ret == 0 ? l2_for_write(bs, (uint64_t)offset, &ret) : NULL;
             if (l2) {
                 ret = alloc_cluster(bs, offset, n, entry == QED_CLUSTER_ZERO, &entry);
-            }
-            if (ret == 0) {
-                l2 = l2_for_write(bs, (uint64_t)offset, &ret); /* may have been evicted */
+                /* may have been evicted; a failed allocation must not write data */
+                l2 = ret == 0 ? l2_for_write(bs, (uint64_t)offset, &ret) : NULL;
             }
             if (l2) {
                 ret = bfile_pwrite(bs->file, (int64_t)entry + in_cluster, p, (size_t)n);

@@ -205,6 +205,9 @@ static int load_bmap(BlockDriverState *bs, Error **errp)
         error_setg(errp, "Could not read the block map: it extends beyond the end of the file");
         return -EINVAL;
     }
+    if (bdrv_metadata_reserve(bs, "block map", bytes, errp) < 0) {
+        return -EFBIG;
+    }
     s->bmap = xmalloc(MAX(bytes, 4));
     int ret = bfile_pread(bs->file, h->offset_bmap, s->bmap, bytes);
     if (ret < 0) {

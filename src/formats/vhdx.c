@@ -426,6 +426,9 @@ static int load_bat(BlockDriverState *bs, int flags, Error **errp)
     if (flen < 0 || s->bat_offset > (uint64_t)flen || bytes > (uint64_t)flen - s->bat_offset) {
         return fail_inval(errp, "BAT beyond the end of the file");
     }
+    if (bdrv_metadata_reserve(bs, "BAT", bytes, errp) < 0) {
+        return -EFBIG;
+    }
     s->bat = xmalloc(bytes ? bytes : 8);
     int ret = bfile_pread(bs->file, (int64_t)s->bat_offset, s->bat, bytes);
     if (ret < 0) {

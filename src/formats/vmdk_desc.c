@@ -186,9 +186,10 @@ static bool take_int(const char **pp, int64_t *out)
 {
     const char *p = skip_blanks(*pp);
     char *end;
-    errno = 0;
+    /* out of range saturates and still counts as a match, as with qemu's
+     * sscanf: the size check then refuses the line instead of skipping it */
     long long v = strtoll(p, &end, 10);
-    if (end == p || errno) {
+    if (end == p) {
         return false;
     }
     *out = v;
@@ -219,12 +220,18 @@ static void parse_extent_line(const char *p, ExtentLine *x)
     }
     p++;
     size_t n = strcspn(p, "\"\r\n");
-    if (n == 0 || n >= sizeof(x->fname) || p[n] != '"') {
+    if (n == 0) {
         return;
     }
-    memcpy(x->fname, p, n);
-    x->fname[n] = '\0';
+    /* like qemu's sscanf: the name counts even when too long or not closed
+     * by a quote; then nothing more matches (a FLAT line is then invalid) */
+    size_t kept = MIN(n, sizeof(x->fname) - 1);
+    memcpy(x->fname, p, kept);
+    x->fname[kept] = '\0';
     x->matches++;
+    if (n != kept || p[n] != '"') {
+        return;
+    }
     p += n + 1;
     if (take_int(&p, &x->offset)) {
         x->matches++;
@@ -302,9 +309,26 @@ static bool known_type(const char *t)
            !strcmp(t, "VMFSSPARSE") || !strcmp(t, "SESPARSE");
 }
 
+/* Extent lines that would be opened: counted first, so that a descriptor
+ * naming too many is refused before thousands of files are opened. */
+static size_t count_extents(const char *desc)
+{
+    size_t n = 0;
+    for (const char *p = desc; *p; p = next_line(p)) {
+        ExtentLine x;
+        parse_extent_line(p, &x);
+        n += x.matches >= 4 && !strcmp(x.access, "RW") && x.sectors > 0 && known_type(x.type);
+    }
+    return n;
+}
+
 static int parse_extents(BlockDriverState *bs, const char *desc, int flags, Error **errp)
 {
     BDRVVmdkState *s = bs->opaque;
+    if (count_extents(desc) > VMDK_MAX_EXTENTS) {
+        error_setg(errp, "too many extents (more than %d)", VMDK_MAX_EXTENTS);
+        return -EFBIG;
+    }
     for (const char *p = desc; *p; p = next_line(p)) {
         ExtentLine x;
         parse_extent_line(p, &x);

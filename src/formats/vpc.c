@@ -224,7 +224,9 @@ static int read_footer(BlockDriverState *bs, bool *at_start, Error **errp)
         error_setg_errno(errp, -ret, "Unable to read VHD footer");
         return ret;
     }
-    if (memcmp(s->footer_buf, "conectix", 8)) {
+    /* only a fixed disk has its footer at the end alone (as qemu checks): a
+     * dynamic one found there has no dynamic header to size its blocks */
+    if (memcmp(s->footer_buf, "conectix", 8) || ld32_be(s->footer_buf + FT_TYPE) != VHD_FIXED) {
         error_setg(errp, "invalid VPC image");
         return -EINVAL;
     }
@@ -328,6 +330,9 @@ static int load_bat(BlockDriverState *bs, Error **errp)
         error_setg(errp, "block-vpc: free_data_block_offset points after the end of file. "
                          "The image has been truncated.");
         return -EINVAL;
+    }
+    if (bdrv_metadata_reserve(bs, "block allocation table", bat_bytes, errp) < 0) {
+        return -EFBIG;
     }
     s->bat = xmalloc(MAX(bat_bytes, 1));
     int ret = bfile_pread(bs->file, (int64_t)s->bat_offset, s->bat, bat_bytes);

@@ -219,6 +219,7 @@ static int var_value(Loader *L, const char *name, SrcPos use, const char **out, 
 int loader_expand(Loader *L, const Doc *d, const yaml_node_t *n, bool exec, char **out,
                   Error **errp)
 {
+    *out = NULL; /* callers free it on every path */
     const char *text = yn_scalar(n);
     if (!text) {
         error_setg_pos(errp, yn_pos(d, n), "expected a scalar, found %s", yn_type_name(n));

@@ -288,6 +288,9 @@ static int read_map(Ctx *c, Error **errp)
     if (ret == 0) {
         ret = check_keys(c->d, c->val, NULL, c->spec->key, errp);
     }
+    if (ret < 0) {
+        return ret; /* not a mapping: its pairs are not there to count */
+    }
     size_t n = (size_t)(c->val->data.mapping.pairs.top - c->val->data.mapping.pairs.start);
     char **pairs = xcalloc(2 * n + 2, sizeof(char *));
     for (size_t i = 0; ret == 0 && i < n; i++) {

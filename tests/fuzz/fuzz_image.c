@@ -20,11 +20,9 @@
 #endif
 
 #define READ_BUDGET (16 * MiB) /* guest bytes read per input */
-#define CHUNK (256 * KiB)
+#define CHUNK       (256 * KiB)
 
-static void quiet(void *opaque, bool warning, const char *text)
-{
-}
+static void quiet(void *opaque, bool warning, const char *text) {}
 
 static void walk_and_read(BlockDriverState *bs)
 {

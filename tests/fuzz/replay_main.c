@@ -51,6 +51,10 @@ int main(int argc, char **argv)
             }
             char path[4096];
             snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
+            struct stat fst;
+            if (stat(path, &fst) < 0 || !S_ISREG(fst.st_mode)) {
+                continue; /* subdirectories, sockets...: not inputs */
+            }
             errors += run_file(path);
             count++;
         }

@@ -2,10 +2,12 @@
 #include "fault_file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -18,7 +20,10 @@ typedef struct UndoRec {
 } UndoRec;
 
 typedef struct FaultFile {
-    BlockFile *inner;
+    BlockFile *inner; /* NULL once closed */
+    char *name;       /* to reopen a closed file at the crash */
+    dev_t dev;        /* identity: a flush of any file of this inode */
+    ino_t ino;        /*   makes this one's writes durable too */
     bool match;
     int64_t flushed_len; /* length at the last flush */
     UndoRec *undo;       /* newest first */
@@ -47,26 +52,47 @@ static void undo_clear(FaultFile *ff)
     }
 }
 
+/* Roll one file back: its fd, or (closed) a new one on its name when that
+ * still names the same inode (a renamed temporary was synced by its owner). */
+static void crash_file(FaultFile *ff, uint32_t *rng)
+{
+    int fd = ff->inner ? ff->inner->fd : open(ff->name, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != ff->dev || st.st_ino != ff->ino) {
+        if (fd >= 0 && !ff->inner) {
+            close(fd);
+        }
+        return;
+    }
+    for (UndoRec *r = ff->undo; r; r = r->next) {
+        for (size_t off = 0; off < r->len; off += 512) {
+            size_t n = MIN((size_t)512, r->len - off);
+            *rng = *rng * 1103515245u + 12345u;
+            if (spec.kind == FAULT_CRASH_TEAR && (*rng >> 16) & 1) {
+                continue; /* this sector made it to the disk */
+            }
+            if (pwrite(fd, r->old + off, n, r->offset + (off_t)off) < 0) {
+                break;
+            }
+        }
+    }
+    if (spec.kind == FAULT_CRASH_DROP && fstat(fd, &st) == 0 && st.st_size > ff->flushed_len) {
+        (void)!ftruncate(fd, ff->flushed_len);
+    }
+    fdatasync(fd);
+    if (!ff->inner) {
+        close(fd);
+    }
+}
+
 /* Power loss: roll every file back to its last flushed state (or tear). */
 static void crash_now(void)
 {
     uint32_t rng = spec.seed ? spec.seed : 1;
     for (FaultFile *ff = all_files; ff; ff = ff->next_file) {
-        for (UndoRec *r = ff->undo; r; r = r->next) {
-            for (size_t off = 0; off < r->len; off += 512) {
-                size_t n = MIN((size_t)512, r->len - off);
-                rng = rng * 1103515245u + 12345u;
-                if (spec.kind == FAULT_CRASH_TEAR && (rng >> 16) & 1) {
-                    continue; /* this sector made it to the disk */
-                }
-                ff->inner->ops->pwrite(ff->inner, r->offset + (int64_t)off, r->old + off, n);
-            }
+        if (ff->undo || (ff->inner && spec.kind == FAULT_CRASH_DROP)) {
+            crash_file(ff, &rng);
         }
-        if (spec.kind == FAULT_CRASH_DROP &&
-            ff->inner->ops->getlength(ff->inner) > ff->flushed_len) {
-            ff->inner->ops->truncate(ff->inner, ff->flushed_len, PREALLOC_OFF, NULL);
-        }
-        ff->inner->ops->flush(ff->inner);
     }
     _exit(FAULT_CRASH_EXIT);
 }
@@ -74,6 +100,11 @@ static void crash_now(void)
 /* Returns 0 to proceed, or the injected result. Called with lock held. */
 static int tick(FaultFile *ff, FaultOp op, bool *short_io)
 {
+    if (getenv("IMGPIPE_FAULT_TRACE") && op != FAULT_ON_READ) {
+        static const char *const names[] = {"read", "write", "flush"};
+        fprintf(stderr, "fault-trace: %s %s%s\n", names[op], ff->name,
+                ff->match && op == spec.op ? " (counted)" : "");
+    }
     if (!ff->match || op != spec.op) {
         return 0;
     }
@@ -148,10 +179,25 @@ static int ff_write_zeroes(BlockFile *f, int64_t offset, int64_t bytes, bool may
     return ret;
 }
 
+/* Discards and truncations are not counted as writes, but a crash undoes
+ * them like writes when they were not flushed (a punched hole or a cut
+ * tail is as volatile as data until the next flush). */
+static void record_undo_range(FaultFile *ff, int64_t offset, int64_t bytes)
+{
+    int64_t len = ff->inner->ops->getlength(ff->inner);
+    if (ff->match && spec.kind >= FAULT_CRASH_DROP && offset < len && bytes > 0) {
+        record_undo(ff, offset, (size_t)MIN(bytes, len - offset));
+    }
+}
+
 static int ff_discard(BlockFile *f, int64_t offset, int64_t bytes)
 {
     FaultFile *ff = f->opaque;
-    return ff->inner->ops->discard(ff->inner, offset, bytes);
+    pthread_mutex_lock(&lock);
+    record_undo_range(ff, offset, bytes);
+    int ret = ff->inner->ops->discard(ff->inner, offset, bytes);
+    pthread_mutex_unlock(&lock);
+    return ret;
 }
 
 static int ff_flush(BlockFile *f)
@@ -163,8 +209,14 @@ static int ff_flush(BlockFile *f)
     if (ret == 0) {
         ret = ff->inner->ops->flush(ff->inner);
         if (ret == 0) {
-            undo_clear(ff);
-            ff->flushed_len = ff->inner->ops->getlength(ff->inner);
+            /* fdatasync covers the inode, whichever descriptor wrote */
+            int64_t len = ff->inner->ops->getlength(ff->inner);
+            for (FaultFile *o = all_files; o; o = o->next_file) {
+                if (o == ff || (o->dev == ff->dev && o->ino == ff->ino)) {
+                    undo_clear(o);
+                    o->flushed_len = len;
+                }
+            }
         }
     }
     pthread_mutex_unlock(&lock);
@@ -180,7 +232,11 @@ static int64_t ff_getlength(BlockFile *f)
 static int ff_truncate(BlockFile *f, int64_t length, PreallocMode prealloc, Error **errp)
 {
     FaultFile *ff = f->opaque;
-    return ff->inner->ops->truncate(ff->inner, length, prealloc, errp);
+    pthread_mutex_lock(&lock);
+    record_undo_range(ff, length, INT64_MAX);
+    int ret = ff->inner->ops->truncate(ff->inner, length, prealloc, errp);
+    pthread_mutex_unlock(&lock);
+    return ret;
 }
 
 static int ff_block_status(BlockFile *f, int64_t offset, int64_t bytes, int64_t *pnum)
@@ -195,20 +251,29 @@ static int64_t ff_allocated_size(BlockFile *f)
     return ff->inner->ops->allocated_size(ff->inner);
 }
 
+/* Closing does not make writes durable: a file with unflushed writes stays
+ * on the list (by name and inode) until a flush of its inode or the crash. */
 static void ff_close(BlockFile *f)
 {
     FaultFile *ff = f->opaque;
     pthread_mutex_lock(&lock);
-    for (FaultFile **pp = &all_files; *pp; pp = &(*pp)->next_file) {
-        if (*pp == ff) {
-            *pp = ff->next_file;
-            break;
+    bool pending = ff->undo || (ff->match && spec.kind == FAULT_CRASH_DROP &&
+                                ff->inner->ops->getlength(ff->inner) > ff->flushed_len);
+    if (!pending) {
+        for (FaultFile **pp = &all_files; *pp; pp = &(*pp)->next_file) {
+            if (*pp == ff) {
+                *pp = ff->next_file;
+                break;
+            }
         }
     }
-    pthread_mutex_unlock(&lock);
-    undo_clear(ff);
     bfile_close(ff->inner);
-    free(ff);
+    ff->inner = NULL;
+    pthread_mutex_unlock(&lock);
+    if (!pending) {
+        free(ff->name);
+        free(ff);
+    }
 }
 
 static const FileOps fault_ops = {
@@ -237,6 +302,9 @@ static BlockFile *wrap(BlockFile *inner, void *opaque)
 {
     FaultFile *ff = XNEW(FaultFile);
     ff->inner = inner;
+    ff->name = xstrdup(inner->filename);
+    ff->dev = inner->dev;
+    ff->ino = inner->ino;
     ff->match = name_matches(inner->filename);
     ff->flushed_len = inner->ops->getlength(inner);
     BlockFile *f = XNEW(BlockFile);

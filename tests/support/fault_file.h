@@ -8,6 +8,12 @@
  *   FAULT_CRASH  "power loss": every write since the file's last flush is
  *                undone (drop) or undone sector by sector at random
  *                (tear), then the process exits with FAULT_CRASH_EXIT.
+ * The power-loss model follows fdatasync: discards and truncations are
+ * undone like writes; closing a file does not make its writes durable (a
+ * closed file's pending writes are undone through its name at the crash,
+ * if the name still holds the same inode); a flush of any descriptor of an
+ * inode makes the writes of every descriptor of it durable.
+ * IMGPIPE_FAULT_TRACE=1 (imgpipe-faulty) prints every write and flush.
  */
 #ifndef IMGPIPE_TESTS_FAULT_FILE_H
 #define IMGPIPE_TESTS_FAULT_FILE_H
