@@ -559,6 +559,11 @@ const char *bdrv_format_name(const BlockDriverState *bs)
     return bs->drv->format_name;
 }
 
+bool bdrv_has_zero_init(BlockDriverState *bs)
+{
+    return !bs->drv->has_zero_init || bs->drv->has_zero_init(bs);
+}
+
 int bdrv_get_cluster_size(BlockDriverState *bs)
 {
     BlockDriverInfo bdi = {0};

@@ -192,6 +192,8 @@ int bdrv_block_status_above(BlockDriverState *bs, BlockDriverState *base, bool w
 int bdrv_is_allocated_above(BlockDriverState *bs, BlockDriverState *base, int64_t offset,
                             int64_t bytes, int64_t *pnum);
 
+/* Whether a freshly created image reads as zeros (the driver's has_zero_init). */
+bool bdrv_has_zero_init(BlockDriverState *bs);
 /* Cluster size for conversions (0 if the format has none). */
 int bdrv_get_cluster_size(BlockDriverState *bs);
 /* Chain length including bs. */

@@ -215,6 +215,14 @@ struct BlockDriver {
     /* Additional slots go here, each with its contract comment. */
 
     /*
+     * has_zero_init: does a newly created image read as zeros everywhere?
+     * convert skips writing zero ranges into a target it created only when
+     * this holds.  NULL: true (unallocated ranges read as zero).  LUKS says
+     * false: its unwritten payload decrypts to noise.
+     */
+    bool (*has_zero_init)(BlockDriverState *bs);
+
+    /*
      * compress_bound: the largest output compress() may produce for `bytes`
      * of input.  Formats whose every cluster must be stored compressed
      * (VMDK streamOptimized: marker + zlib, possibly larger than the

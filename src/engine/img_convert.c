@@ -410,7 +410,8 @@ static int run_copy(ConvertState *s, Error **errp)
         .compress = s->compress,
         .min_sparse = o->min_sparse,
         .no_zero_scan = o->copy_range,
-        .target_zero_init = o->target_is_zero || (s->created && o->min_sparse && !s->has_backing),
+        .target_zero_init = o->target_is_zero || (s->created && o->min_sparse && !s->has_backing &&
+                                                  bdrv_has_zero_init(s->target)),
         .target_has_backing = s->has_backing,
         .target_backing_length = (s->has_backing && s->created && tb) ? bdrv_getlength(tb) : -1,
         .out_of_order = o->out_of_order,

@@ -313,6 +313,12 @@ static int luks_amend(BlockDriverState *bs, const Opts *opts, bool force, Progre
     return ret;
 }
 
+/* Unwritten payload sectors decrypt to noise, not zeros. */
+static bool luks_has_zero_init(BlockDriverState *bs)
+{
+    return false;
+}
+
 const BlockDriver bdrv_luks = {
     .format_name = "luks",
     .instance_size = sizeof(BDRVLuksState),
@@ -330,4 +336,5 @@ const BlockDriver bdrv_luks = {
     .measure = luks_measure,
     .amend = luks_amend,
     .amend_opts = luks_amend_opts,
+    .has_zero_init = luks_has_zero_init,
 };
