@@ -3,7 +3,7 @@
 # fault tests drive imgpipe-faulty (tests/blocklayer.cmake) through the
 # IMGPIPE_FAULTY environment variable.  IMGPIPE_LONG_TESTS=1 widens the
 # sweeps (every write point, more kill moments); see docs/RELIABILITY.md.
-foreach(t faults kill cves policy budgets)
+foreach(t faults kill kill_sweep cves policy budgets)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/hardening/${t}.sh)
     imgpipe_e2e_test(hardening_${t} e2e/hardening/${t}.sh)
     set_property(TEST hardening_${t} APPEND PROPERTY LABELS hardening)

@@ -222,6 +222,18 @@ static uint64_t touched_mask(const BDRVQcow2State *s, uint64_t ci, uint64_t from
 static int link_run(BlockDriverState *bs, void *l2, const WriteRun *r)
 {
     BDRVQcow2State *s = qcow2_state(bs);
+    /* The refcount blocks holding the new clusters' references must reach
+     * the file before this L2 table does.  Declare that BEFORE touching the
+     * table: setting a dependency may itself write the L2 cache (to honour
+     * the reverse dependency of an earlier free), and it must not write
+     * entries that point at clusters whose refcounts are still unwritten. */
+    int ret = 0;
+    if (!r->in_place && !s->use_lazy_refcounts) {
+        ret = qcow2_cache_set_dependency(bs, s->l2_table_cache, s->refcount_block_cache);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     uint64_t *old = XNEWV(uint64_t, (size_t)r->nb);
     for (int64_t i = 0; i < r->nb; i++) {
         uint32_t idx = r->l2_index + (uint32_t)i;
@@ -245,10 +257,6 @@ static int link_run(BlockDriverState *bs, void *l2, const WriteRun *r)
         set_l2_bitmap(s, l2, idx, nb_);
     }
     qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
-    int ret = 0;
-    if (!r->in_place && !s->use_lazy_refcounts) {
-        ret = qcow2_cache_set_dependency(bs, s->l2_table_cache, s->refcount_block_cache);
-    }
     qcow2_cache_depends_on_flush(s->l2_table_cache);
     for (int64_t i = 0; i < r->nb && !has_data_file(s); i++) {
         qcow2_free_any_cluster(bs, old[i], QCOW2_DISCARD_OTHER);
@@ -685,6 +693,10 @@ static int64_t prealloc_step(BlockDriverState *bs, uint64_t offset, uint64_t end
     uint32_t first = offset_to_l2_index(s, offset);
     int64_t nb = (int64_t)DIV_ROUND_UP(stop - (uint64_t)start_of_cluster(s, (int64_t)offset),
                                        s->cluster_size);
+    if (!s->use_lazy_refcounts) {
+        /* before the table changes: see link_run() */
+        ret = qcow2_cache_set_dependency(bs, s->l2_table_cache, s->refcount_block_cache);
+    }
     int64_t i = 0;
     while (ret == 0 && i < nb) {
         int64_t j = i;
@@ -710,9 +722,6 @@ static int64_t prealloc_step(BlockDriverState *bs, uint64_t offset, uint64_t end
             qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
         }
         i = j + 1;
-    }
-    if (ret == 0 && !s->use_lazy_refcounts) {
-        ret = qcow2_cache_set_dependency(bs, s->l2_table_cache, s->refcount_block_cache);
     }
     qcow2_cache_put(s->l2_table_cache, &l2);
     return ret < 0 ? ret : (int64_t)(stop - offset);

@@ -119,6 +119,7 @@ static int tick(FaultFile *ff, FaultOp op, bool *short_io)
     switch (spec.kind) {
     case FAULT_ERROR: return -spec.errnum;
     case FAULT_SHORT: *short_io = true; return -EIO;
+    case FAULT_KILL: _exit(FAULT_CRASH_EXIT);
     default: crash_now(); return -EIO;
     }
 }
@@ -151,7 +152,7 @@ static int ff_pwrite(BlockFile *f, int64_t offset, const void *buf, size_t bytes
     pthread_mutex_lock(&lock);
     int ret = tick(ff, FAULT_ON_WRITE, &shrt);
     if (ret == 0 || shrt) {
-        if (ff->match && spec.kind >= FAULT_CRASH_DROP) {
+        if (ff->match && (spec.kind == FAULT_CRASH_DROP || spec.kind == FAULT_CRASH_TEAR)) {
             record_undo(ff, offset, bytes);
         }
         int r2 = ff->inner->ops->pwrite(ff->inner, offset, buf, shrt ? bytes / 2 : bytes);
@@ -170,7 +171,7 @@ static int ff_write_zeroes(BlockFile *f, int64_t offset, int64_t bytes, bool may
     pthread_mutex_lock(&lock);
     int ret = tick(ff, FAULT_ON_WRITE, &shrt);
     if (ret == 0) {
-        if (ff->match && spec.kind >= FAULT_CRASH_DROP) {
+        if (ff->match && (spec.kind == FAULT_CRASH_DROP || spec.kind == FAULT_CRASH_TEAR)) {
             record_undo(ff, offset, (size_t)bytes);
         }
         ret = ff->inner->ops->write_zeroes(ff->inner, offset, bytes, may_unmap);
@@ -185,7 +186,7 @@ static int ff_write_zeroes(BlockFile *f, int64_t offset, int64_t bytes, bool may
 static void record_undo_range(FaultFile *ff, int64_t offset, int64_t bytes)
 {
     int64_t len = ff->inner->ops->getlength(ff->inner);
-    if (ff->match && spec.kind >= FAULT_CRASH_DROP && offset < len && bytes > 0) {
+    if (ff->match && (spec.kind == FAULT_CRASH_DROP || spec.kind == FAULT_CRASH_TEAR) && offset < len && bytes > 0) {
         record_undo(ff, offset, (size_t)MIN(bytes, len - offset));
     }
 }
@@ -366,6 +367,8 @@ int fault_parse(const char *str, FaultSpec *out)
             s.kind = FAULT_CRASH_DROP;
         } else if (!strcmp(v, "crash-tear")) {
             s.kind = FAULT_CRASH_TEAR;
+        } else if (!strcmp(v, "kill")) {
+            s.kind = FAULT_KILL;
         } else {
             ret = -EINVAL;
         }

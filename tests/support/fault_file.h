@@ -26,7 +26,9 @@
 #define FAULT_CRASH_EXIT 99
 
 typedef enum { FAULT_ON_READ, FAULT_ON_WRITE, FAULT_ON_FLUSH } FaultOp;
-typedef enum { FAULT_ERROR, FAULT_SHORT, FAULT_CRASH_DROP, FAULT_CRASH_TEAR } FaultKind;
+/* FAULT_KILL: the process dies at the Nth operation (before it), every earlier
+ * write kept — what kill -9 does, deterministically. */
+typedef enum { FAULT_ERROR, FAULT_SHORT, FAULT_CRASH_DROP, FAULT_CRASH_TEAR, FAULT_KILL } FaultKind;
 
 typedef struct FaultSpec {
     FaultOp op;
