@@ -186,7 +186,8 @@ static int ff_write_zeroes(BlockFile *f, int64_t offset, int64_t bytes, bool may
 static void record_undo_range(FaultFile *ff, int64_t offset, int64_t bytes)
 {
     int64_t len = ff->inner->ops->getlength(ff->inner);
-    if (ff->match && (spec.kind == FAULT_CRASH_DROP || spec.kind == FAULT_CRASH_TEAR) && offset < len && bytes > 0) {
+    if (ff->match && (spec.kind == FAULT_CRASH_DROP || spec.kind == FAULT_CRASH_TEAR) &&
+        offset < len && bytes > 0) {
         record_undo(ff, offset, (size_t)MIN(bytes, len - offset));
     }
 }
