@@ -285,6 +285,9 @@ static BlockDriverState *open_one(const char *filename, const char *fmt, const O
         }
         error_propagate(errp, local);
         error_prepend(errp, "Could not open '%s': ", filename);
+        if (drv->free_state) {
+            drv->free_state(bs);
+        }
         free(bs->opaque);
         bs->opaque = NULL;
         bdrv_free(bs);

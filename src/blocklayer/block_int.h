@@ -131,10 +131,16 @@ struct BlockDriver {
      * by it.  Set bs->total_size, bs->request_alignment (if not 1),
      * bs->backing_file/backing_format.  options: runtime driver options
      * (may be NULL).  Error messages follow qemu's where it has one.
-     * On failure, open frees everything it allocated: close() is not called
-     * (the block layer frees bs->opaque itself).
+     * On failure close() is not called: the block layer calls free_state()
+     * (if set) and frees bs->opaque itself.
      */
     int (*open)(BlockDriverState *bs, const Opts *options, int flags, Error **errp);
+    /*
+     * Release what a failed open() allocated, without touching the image.
+     * The state starts zeroed, so this must accept any partial state.
+     * NULL: open() leaves nothing to free on failure.
+     */
+    void (*free_state)(BlockDriverState *bs);
     /* Flush metadata and free s; the block layer closes bs->file after. */
     void (*close)(BlockDriverState *bs);
 

@@ -73,7 +73,7 @@ static int check_extent(BDRVBochsState *s, uint64_t disk_size, Error **errp)
     return -EINVAL;
 }
 
-static int bochs_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int bochs_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVBochsState *s = bs->opaque;
     uint8_t h[BOCHS_HEADER_SIZE];
@@ -133,15 +133,6 @@ static void bochs_free(BlockDriverState *bs)
     s->catalog = NULL;
     free(s->bitmap);
     s->bitmap = NULL;
-}
-
-static int bochs_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = bochs_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        bochs_free(bs);
-    }
-    return ret;
 }
 
 static void bochs_close(BlockDriverState *bs)
@@ -204,6 +195,7 @@ const BlockDriver bdrv_bochs = {
     .read_only = true,
     .probe = bochs_probe,
     .open = bochs_open,
+    .free_state = bochs_free,
     .close = bochs_close,
     .pread = bochs_pread,
 };

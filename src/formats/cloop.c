@@ -109,7 +109,7 @@ static int read_offsets(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-static int cloop_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int cloop_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVCloopState *s = bs->opaque;
     s->file_len = bfile_getlength(bs->file);
@@ -140,15 +140,6 @@ static void cloop_free(BlockDriverState *bs)
     s->offsets = NULL;
     free(s->uncompressed);
     s->uncompressed = NULL;
-}
-
-static int cloop_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = cloop_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        cloop_free(bs);
-    }
-    return ret;
 }
 
 static void cloop_close(BlockDriverState *bs)
@@ -216,6 +207,7 @@ const BlockDriver bdrv_cloop = {
     .read_only = true,
     .probe = cloop_probe,
     .open = cloop_open,
+    .free_state = cloop_free,
     .close = cloop_close,
     .pread = cloop_pread,
 };

@@ -236,7 +236,7 @@ static int read_plist(BlockDriverState *bs, uint64_t begin, uint64_t length, Err
     return ret < 0 && !(errp && *errp) ? invalid(bs, errp) : ret;
 }
 
-static int dmg_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int dmg_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVDMGState *s = bs->opaque;
     int64_t koly = find_koly(bs, errp);
@@ -283,15 +283,6 @@ static void dmg_free(BlockDriverState *bs)
     s->chunks = NULL;
     free(s->buf);
     s->buf = NULL;
-}
-
-static int dmg_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = dmg_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        dmg_free(bs);
-    }
-    return ret;
 }
 
 static void dmg_close(BlockDriverState *bs)
@@ -412,6 +403,7 @@ const BlockDriver bdrv_dmg = {
     .read_only = true,
     .probe = dmg_probe,
     .open = dmg_open,
+    .free_state = dmg_free,
     .close = dmg_close,
     .pread = dmg_pread,
 };

@@ -206,7 +206,7 @@ static int check_format_extension(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-static int parallels_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int parallels_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVParallelsState *s = bs->opaque;
     int ret = bfile_pread(bs->file, 0, s->header, PRL_HEADER_SIZE);
@@ -252,15 +252,6 @@ static void parallels_free(BlockDriverState *bs)
     BDRVParallelsState *s = bs->opaque;
     free(s->bat);
     s->bat = NULL;
-}
-
-static int parallels_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = parallels_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        parallels_free(bs);
-    }
-    return ret;
 }
 
 static int parallels_flush(BlockDriverState *bs)
@@ -562,6 +553,7 @@ const BlockDriver bdrv_parallels = {
     .create = parallels_create,
     .create_opts = parallels_create_opts,
     .open = parallels_open,
+    .free_state = parallels_free,
     .close = parallels_close,
     .pread = parallels_pread,
     .pwrite = parallels_pwrite,

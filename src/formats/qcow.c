@@ -205,7 +205,7 @@ static int read_backing_name(BlockDriverState *bs, const QcowHeader *h, Error **
     return 0;
 }
 
-static int qcow_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int qcow_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVQcowState *s = bs->opaque;
     uint8_t buf[QCOW_HEADER_SIZE];
@@ -253,15 +253,6 @@ static void qcow_free(BlockDriverState *bs)
         free(s->l2_cache[i].table);
         s->l2_cache[i].table = NULL;
     }
-}
-
-static int qcow_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = qcow_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        qcow_free(bs);
-    }
-    return ret;
 }
 
 /* ---- L2 cache ---- */
@@ -787,6 +778,7 @@ const BlockDriver bdrv_qcow = {
     .create = qcow_create,
     .create_opts = qcow_create_opts,
     .open = qcow_open,
+    .free_state = qcow_free,
     .close = qcow_close,
     .pread = qcow_pread,
     .pwrite = qcow_pwrite,

@@ -254,7 +254,7 @@ static int write_header(BlockDriverState *bs)
 
 static int qed_check(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 
-static int qed_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int qed_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVQEDState *s = bs->opaque;
     uint8_t b[QED_HEADER_SIZE];
@@ -311,15 +311,6 @@ static void qed_free(BlockDriverState *bs)
         free(s->l2_cache[i].table);
         s->l2_cache[i].table = NULL;
     }
-}
-
-static int qed_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = qed_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        qed_free(bs);
-    }
-    return ret;
 }
 
 /* ---- L2 cache ---- */
@@ -849,6 +840,7 @@ const BlockDriver bdrv_qed = {
     .create = qed_create,
     .create_opts = qed_create_opts,
     .open = qed_open,
+    .free_state = qed_free,
     .close = qed_close,
     .pread = qed_pread,
     .pwrite = qed_pwrite,

@@ -222,7 +222,7 @@ static int load_bmap(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-static int vdi_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int vdi_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVVdiState *s = bs->opaque;
     uint8_t buf[VDI_HEADER_SIZE];
@@ -247,15 +247,6 @@ static void vdi_free(BlockDriverState *bs)
     BDRVVdiState *s = bs->opaque;
     free(s->bmap);
     s->bmap = NULL;
-}
-
-static int vdi_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = vdi_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        vdi_free(bs);
-    }
-    return ret;
 }
 
 /* Write back the header and the dirty block-map sectors. */
@@ -575,6 +566,7 @@ const BlockDriver bdrv_vdi = {
     .create = vdi_create,
     .create_opts = vdi_create_opts,
     .open = vdi_open,
+    .free_state = vdi_free,
     .close = vdi_close,
     .pread = vdi_pread,
     .pwrite = vdi_pwrite,

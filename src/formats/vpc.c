@@ -357,7 +357,7 @@ static int load_bat(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-static int vpc_do_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
+static int vpc_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
     BDRVVPCState *s = bs->opaque;
     bool at_start;
@@ -390,15 +390,6 @@ static void vpc_free(BlockDriverState *bs)
     BDRVVPCState *s = bs->opaque;
     free(s->bat);
     s->bat = NULL;
-}
-
-static int vpc_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
-{
-    int ret = vpc_do_open(bs, options, flags, errp);
-    if (ret < 0) {
-        vpc_free(bs);
-    }
-    return ret;
 }
 
 static void vpc_close(BlockDriverState *bs)
@@ -708,6 +699,7 @@ const BlockDriver bdrv_vpc = {
     .create = vpc_create,
     .create_opts = vpc_create_opts,
     .open = vpc_open,
+    .free_state = vpc_free,
     .close = vpc_close,
     .pread = vpc_pread,
     .pwrite = vpc_pwrite,
