@@ -48,15 +48,25 @@
  *     cache; every write transaction starts with BEGIN IMMEDIATE, so a
  *     writer waits for the lock up front instead of failing to upgrade a
  *     read transaction half way.
+ *  6. SQLite does not call the busy handler for a journal-mode change, so
+ *     two processes opening a new cache at once could see "database is
+ *     locked" from PRAGMA journal_mode=WAL.  Opening (mode, schema,
+ *     snapshot) and closing (the last connection's checkpoint) therefore
+ *     run under an exclusive flock on PATH.lock, and a foreign connection
+ *     (the sqlite3 shell) holding the database is waited for like the busy
+ *     timeout would.
  */
 #include "planner/cache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "planner/strmap.h"
@@ -80,7 +90,10 @@ struct Cache {
     PendingFile *pending;
     size_t n_pending, alloc_pending;
     int64_t racy_ns;
+    char *lock_path;
 };
+
+#define CACHE_BUSY_TIMEOUT_MS 60000
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -254,6 +267,43 @@ static int64_t racy_window_ns(void)
     return 2 * ((int64_t)res.tv_sec * 1000000000 + res.tv_nsec) + 1000000;
 }
 
+/* Invariant 6: the open/close lock.  Best effort: without it (read-only
+ * directory, no flock) set_wal's retry still copes. */
+static int open_lock(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        while (flock(fd, LOCK_EX) < 0 && errno == EINTR) {
+        }
+    }
+    return fd;
+}
+
+static void close_lock(int fd)
+{
+    if (fd >= 0) {
+        close(fd); /* releases the flock */
+    }
+}
+
+/* PRAGMA journal_mode=WAL, retried while the database is busy: SQLite
+ * returns SQLITE_BUSY for a mode change without calling the busy handler. */
+static int set_wal(Cache *c, Error **errp)
+{
+    const struct timespec pause = {0, 10 * 1000 * 1000};
+    for (int waited_ms = 0;; waited_ms += 10) {
+        int rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+            break;
+        }
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= CACHE_BUSY_TIMEOUT_MS) {
+            return db_error(c, errp, "cannot switch to WAL mode");
+        }
+        nanosleep(&pause, NULL);
+    }
+    return exec_sql(c, "PRAGMA synchronous=NORMAL", errp);
+}
+
 int cache_open(const char *path, Cache **out, Error **errp)
 {
     Cache *c = XNEW(Cache);
@@ -261,6 +311,8 @@ int cache_open(const char *path, Cache **out, Error **errp)
     strmap_init(&c->nodes);
     strmap_init(&c->files);
     c->racy_ns = racy_window_ns();
+    c->lock_path = xasprintf("%s.lock", path);
+    int lock_fd = open_lock(c->lock_path);
     int ret = 0;
     if (sqlite3_open_v2(path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -270,8 +322,8 @@ int cache_open(const char *path, Cache **out, Error **errp)
         ret = -EIO;
     }
     if (ret == 0) {
-        sqlite3_busy_timeout(c->db, 60000);
-        ret = exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", errp);
+        sqlite3_busy_timeout(c->db, CACHE_BUSY_TIMEOUT_MS);
+        ret = set_wal(c, errp);
     }
     if (ret == 0) {
         ret = init_schema(c, errp);
@@ -279,6 +331,7 @@ int cache_open(const char *path, Cache **out, Error **errp)
     if (ret == 0) {
         ret = load_snapshot(c, errp);
     }
+    close_lock(lock_fd);
     if (ret < 0) {
         error_prepend(errp, "cache '%s': ", path);
         cache_close(c);
@@ -307,8 +360,11 @@ void cache_close(Cache *c)
     free(c->pending);
     strmap_release(&c->nodes);
     strmap_release(&c->files);
+    int lock_fd = open_lock(c->lock_path);
     sqlite3_close(c->db);
+    close_lock(lock_fd);
     pthread_mutex_destroy(&c->lock);
+    free(c->lock_path);
     free(c);
 }
 

@@ -22,4 +22,17 @@ expect_eq "$(echo $all | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')" "a b 
 expect_eq "$(cat out/top.img | tr '\n' ' ')" "base a base b c " "content of top"
 build_json again || fail "third build"
 expect_eq "$(ran again.events)" "" "a third build"
+
+# Many processes opening a cache that does not exist yet: SQLite does not
+# wait on its busy handler for the switch to WAL mode, so this once failed
+# most of the time with "database is locked".
+mkdir fresh && cp imgpipe.yaml fresh/ && cd fresh
+for round in 1 2 3; do
+    rm -rf .imgpipe
+    pids=
+    for i in 1 2 3 4 5 6; do
+        "$IMGPIPE" plan >plan$i.out 2>plan$i.err & pids="$pids $!"
+    done
+    for p in $pids; do wait $p || fail "round $round: concurrent plan failed: $(cat plan*.err)"; done
+done
 echo PASS
