@@ -332,8 +332,12 @@ int bdrv_open_backing(BlockDriverState *bs, Error **errp)
                 bs->filename, BDRV_MAX_CHAIN_DEPTH);
             return -EMLINK;
         }
+        /* A json: reference is a set of options, not a path: qemu uses it as
+         * it stands (the policy refuses it unless images are trusted). */
+        bool is_json = !strncmp(p->backing_file, "json:", 5);
         free(p->backing_filename_full);
-        p->backing_filename_full = path_combine(p->filename, p->backing_file);
+        p->backing_filename_full =
+            is_json ? xstrdup(p->backing_file) : path_combine(p->filename, p->backing_file);
         if (bdrv_check_reference(p->filename, "backing file", p->backing_file,
                                  p->backing_filename_full, errp) < 0) {
             return -EPERM;
@@ -341,7 +345,9 @@ int bdrv_open_backing(BlockDriverState *bs, Error **errp)
         int flags = (p->open_flags & ~(BDRV_O_RDWR | BDRV_O_CHECK)) | BDRV_O_NO_BACKING;
         Error *local = NULL;
         BlockDriverState *b =
-            open_one(p->backing_filename_full, p->backing_format, NULL, flags, NULL, &local);
+            is_json
+                ? bdrv_open(p->backing_file, p->backing_format, NULL, flags, &local)
+                : open_one(p->backing_filename_full, p->backing_format, NULL, flags, NULL, &local);
         if (!b) {
             error_propagate(errp, local);
             error_prepend(errp, "Could not open backing file: ");

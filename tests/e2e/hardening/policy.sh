@@ -82,7 +82,10 @@ allowed "--allow-dir, symlink backing" -- --allow-dir outside convert -O raw in/
 allowed "--allow-dir, vmdk extent" -- --allow-dir outside convert -O raw in/extent.vmdk out.raw
 allowed "--allow-dir, qcow2 data_file" -- --allow-dir outside convert -O raw in/df.qcow2 out.raw
 allowed "--trust-images, absolute backing" -- --trust-images convert -O raw in/secret-abs.qcow2 out.raw
-# (json: pseudo-protocol names are not supported at all, trusted or not)
+allowed "--trust-images, json: backing" -- --trust-images convert -O raw in/json.qcow2 out.raw
+check_eq "--trust-images, info --backing-chain through json:" \
+  "$(qemu-img info --backing-chain in/json.qcow2 2>&1)" \
+  "$("$IMGPIPE" run --trust-images info --backing-chain in/json.qcow2 2>&1)"
 allowed "IMGPIPE_ALLOW_DIRS" IMGPIPE_ALLOW_DIRS="/nonexistent:$PWD/outside" -- convert -O raw in/dotdot.qcow2 out.raw
 allowed "IMGPIPE_TRUST_IMAGES=1" IMGPIPE_TRUST_IMAGES=1 -- convert -O raw in/secret-abs.qcow2 out.raw
 # an allowed directory does not open the others
