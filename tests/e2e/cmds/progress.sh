@@ -43,7 +43,14 @@ fresh
   qwrite qcow2 t.qcow2 "write -P 4 0 16M")
 (cd o && exec "$IMGPIPE" run commit -r 8M t.qcow2 >../usr1.out) &
 pid=$!
-sleep 0.8
+# signal only once the handler is installed (SIGUSR1 is bit 10 of SigCgt),
+# else a slow start under load would be killed by the default action
+for _ in $(seq 200); do
+  cgt=$(awk '/^SigCgt:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+  [ -n "$cgt" ] && (( (16#$cgt >> 9) & 1 )) && break
+  sleep 0.05
+done
+sleep 0.3
 kill -USR1 "$pid"
 wait "$pid"; rc=$?
 check_eq "commit with SIGUSR1 succeeds" 0 "$rc"

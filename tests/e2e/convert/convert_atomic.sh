@@ -12,6 +12,8 @@ head -c 24M /dev/urandom >big.raw
 head -c 1M /dev/urandom >small.raw
 
 leftovers() { ls -A | grep -c '\.imgpipe-' ; }
+# wait (up to 10 s, for a loaded machine) until the convert has its temporary file
+started() { for _ in $(seq 200); do [ "$(leftovers)" -gt 0 ] && return; sleep 0.05; done; }
 
 # kill -9 in the middle (rate-limited so that it is surely mid-way)
 for fmt in raw qcow2; do
@@ -19,7 +21,8 @@ for fmt in raw qcow2; do
   rm -f out.$fmt
   "$IMGPIPE" run convert -r 8M -O $fmt big.raw out.$fmt &
   pid=$!
-  sleep 1
+  started
+  sleep 0.3
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   [ -e out.$fmt ] && fail "killed convert ($fmt) left out.$fmt" || pass
@@ -33,7 +36,8 @@ cp small.raw keep.raw
 cp small.raw keep.orig
 "$IMGPIPE" run convert -r 8M -O raw big.raw keep.raw &
 pid=$!
-sleep 1
+started
+sleep 0.3
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
 same_file "killed convert kept the old target" keep.orig keep.raw
