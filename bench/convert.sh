@@ -15,7 +15,9 @@
 #                          everywhere)
 # Conversions, each run by imgpipe and by qemu-img in the same session:
 #   raw -> qcow2, qcow2 -> raw, raw -> qcow2 -c (zlib), raw -> qcow2 -c
-#   compression_type=zstd, and qemu-img's -W variant of zlib for reference.
+#   compression_type=zstd, raw -> FMT and FMT -> raw for every other
+#   writable format (FORMATS="vdi vpc ..." to choose, FORMATS= for none),
+#   and qemu-img's -W variant of zlib for reference.
 # Each pair runs REPS times (default 3), alternating, best time kept.
 # Prints wall time, the ratio qemu-img/imgpipe, peak RSS (from
 # /usr/bin/time -v when present) and whether outputs are equal in content.
@@ -118,6 +120,12 @@ bench "raw -> qcow2" q.qcow2 i.qcow2 "$SRC" -O qcow2
 bench "qcow2 -> raw" q.raw i.raw q.qcow2 -O raw
 bench "raw -> qcow2 -c zlib" qz.qcow2 iz.qcow2 "$SRC" -O qcow2 -c
 bench "raw -> qcow2 -c zstd" qs.qcow2 is.qcow2 "$SRC" -O qcow2 -c -o compression_type=zstd
+# Uncompressed conversions to and from every other writable format.
+for fmt in ${FORMATS-vdi vpc vhdx qed qcow vmdk parallels}; do
+  bench "raw -> $fmt" "q.$fmt" "i.$fmt" "$SRC" -O "$fmt"
+  bench "$fmt -> raw" q.raw i.raw "q.$fmt" -O raw
+  rm -f "q.$fmt" "i.$fmt" q.raw i.raw
+done
 rm -f qw.qcow2
 run q qemu-img convert -W -O qcow2 -c "$SRC" qw.qcow2
 printf "%-28s %9.2f s %8s KiB   (reference: qemu-img -W, out-of-order writes)\n" \
