@@ -10,6 +10,11 @@
  * Everything here works in 512-byte sectors, as qemu-img does: a source
  * whose length is not a multiple of 512 counts as rounded up (the tail
  * reads as zeros), which is also how the target's size is computed.
+ *
+ * Rebase's walk and compare (copy_rebase_next(), copy_compare_run())
+ * follow qemu-img 7.2's rebase loop instead; they work in bytes, because
+ * that loop cuts its pieces at the backing files' ends, which need not
+ * be sector aligned (a raw backing file of any length).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +23,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "engine/cmds_common.h"
 #include "engine/copy_pipeline.h"
 
 /* qemu's BDRV_REQUEST_MAX_SECTORS: the longest block-status question. */
@@ -101,6 +107,10 @@ static int query_status(CopyIter *it, int seg, int64_t seg_off, int64_t sector, 
             *n = DIV_ROUND_UP(MAX(pnum, 1), 512);
             return ret;
         }
+        if (it->p->mode == COPY_MODE_COMMIT) {
+            error_setg_errno(errp, -ret, "Could not get block status of '%s'", src->bs->filename);
+            return ret;
+        }
         if (!it->p->salvage) {
             error_setg(errp, "error while reading block status at offset %" PRId64 ": %s", offset,
                        strerror(-ret));
@@ -182,6 +192,66 @@ int64_t copy_iter_next(CopyIter *it, CopyStatus *st, Error **errp)
     *st = it->status;
     it->sector += n;
     return n;
+}
+
+/* ---- rebase ---- */
+
+int64_t copy_rebase_next(const CopyParams *p, int64_t offset, CopyStatus *st, Error **errp)
+{
+    BlockDriverState *bs = p->src[0].bs;
+    const CopyRebase *rb = p->rebase;
+    int64_t n = MIN(COPY_CHUNK_MAX, bdrv_getlength(bs) - offset);
+    int ret = bdrv_block_status(bs, false, offset, n, &n, NULL, NULL);
+    if (ret >= 0 && !(ret & BDRV_BLOCK_ALLOCATED) && rb->prefix) {
+        /* Unchanged since the prefix: the views cannot differ. */
+        int above = cmds_status_above(bs->backing, rb->prefix, offset, n, &n);
+        ret = above < 0 ? above : (above & BDRV_BLOCK_ALLOCATED) ? 0 : BDRV_BLOCK_ALLOCATED;
+    }
+    if (ret < 0) {
+        error_setg(errp, "error while reading image metadata: %s", strerror(-ret));
+        return ret;
+    }
+    if (ret & BDRV_BLOCK_ALLOCATED) {
+        *st = COPY_BACKING;
+        return n;
+    }
+    int64_t old_size = rb->old_backing ? bdrv_getlength(rb->old_backing) : 0;
+    int64_t new_size = rb->new_backing ? bdrv_getlength(rb->new_backing) : 0;
+    *st = COPY_ZERO;
+    if (offset < old_size) {
+        *st = COPY_DATA;
+        n = MIN(n, old_size - offset);
+    }
+    if (offset < new_size) {
+        n = MIN(n, new_size - offset);
+    }
+    return n;
+}
+
+static inline bool sector_differs(const uint8_t *a, const uint8_t *b, int64_t n)
+{
+    return memcmp(a, b, (size_t)MIN(n, 512)) != 0;
+}
+
+int64_t copy_compare_run(const uint8_t *a, const uint8_t *b, int64_t n, bool *differ)
+{
+    if (n <= 0) {
+        *differ = false;
+        return 0;
+    }
+    bool d = sector_differs(a, b, n);
+    int64_t i = MIN(n, 512);
+    if (!d) {
+        /* Equal runs are the long ones: skip equal 4 KiB blocks whole. */
+        while (n - i >= 4096 && !memcmp(a + i, b + i, 4096)) {
+            i += 4096;
+        }
+    }
+    while (i < n && sector_differs(a + i, b + i, n - i) == d) {
+        i += MIN(n - i, 512);
+    }
+    *differ = d;
+    return i;
 }
 
 /* ---- zero detection ---- */

@@ -17,6 +17,14 @@
  *     reported, as with a serial copy.
  *  5. `mu` guards slot states and the counters; buffers of a WORKING slot
  *     belong to its worker, those of a READY slot to the writer.
+ *  6. Chunks are byte ranges of the target.  Convert's and commit's come
+ *     from the sector walk (copy_iter.c) and are whole sectors; rebase's
+ *     come from its own walk and end where the backing files end.
+ *  7. In the in-place modes (commit, rebase) the target is also part of
+ *     what is read: commit reads top's layers above the base it writes,
+ *     rebase reads the backing files below the overlay it writes.  A
+ *     piece is only ever read from layers the writer does not touch, so
+ *     workers and writer never meet on the same bytes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +41,7 @@ typedef enum {
     RUN_ZERO,    /* skip on a zero-initialised target, else write zeroes */
     RUN_CMP,     /* write_compressed() of compress()'s output */
     RUN_CMP_RAW, /* write_compressed() of raw data (driver has no compress()) */
+    RUN_SKIP,    /* rebase: the views agree, nothing to write */
 } RunKind;
 
 typedef struct Run {
@@ -46,24 +55,33 @@ typedef enum { SLOT_FREE, SLOT_QUEUED, SLOT_WORKING, SLOT_READY } SlotState;
 typedef struct Chunk {
     SlotState state;
     int64_t seq;
-    int64_t sector, sectors; /* target range, 512-byte sectors */
+    int64_t offset, bytes; /* target range */
     CopyStatus status;
-    bool zero_fill; /* -S 0 zero range: a buffer of zeros, not a read */
-    uint8_t *buf, *cbuf;
+    bool worked;                /* a worker filled `runs`; else a ZERO or BACKING chunk */
+    bool zero_fill;             /* -S 0 zero range: a buffer of zeros, not a read */
+    int64_t work;               /* progress units (in-place modes: reported when written) */
+    uint8_t *buf, *buf2, *cbuf; /* buf2: rebase's new view */
     Run *runs;
     int n_runs, runs_alloc;
     int ret; /* read or compress error, reported by the writer */
     Error *err;
 } Chunk;
 
+/* A piece of the walk, before it becomes (part of) a chunk. */
+typedef struct Piece {
+    int64_t offset, bytes;
+    CopyStatus st;
+} Piece;
+
 typedef struct Pipeline {
     const CopyParams *p;
-    CopyIter it;
+    CopyIter it; /* convert and commit */
     BlockDriverState *target;
     int window;
     size_t chunk_max; /* bytes per chunk buffer */
     size_t cbound;    /* compressed output room per cluster */
     size_t cbuf_size; /* bytes per compressed-output buffer */
+    int64_t cluster;  /* target cluster size, bytes (compression) */
     Chunk *slots;
 
     pthread_mutex_t mu;
@@ -77,9 +95,9 @@ typedef struct Pipeline {
 
     /* dispatcher only */
     bool have_pending;
-    int64_t pend_sectors;
-    CopyStatus pend_status;
-    int64_t alloc_total, alloc_done; /* bytes, for progress */
+    Piece pending;
+    int64_t rebase_pos, rebase_end;  /* rebase's walk, bytes */
+    int64_t alloc_total, alloc_done; /* progress units */
 
     /* writer only */
     int64_t start_ns, rate_bytes; /* rate_bytes: all bytes written so far */
@@ -89,6 +107,11 @@ typedef struct Pipeline {
 static inline Chunk *slot_of(Pipeline *pl, int64_t seq)
 {
     return &pl->slots[seq % pl->window];
+}
+
+static inline bool in_place(const CopyParams *p)
+{
+    return p->mode != COPY_MODE_CONVERT;
 }
 
 /* ---- worker: read ---- */
@@ -130,7 +153,7 @@ static int read_source(Pipeline *pl, int seg, int64_t off, int64_t len, uint8_t 
 /* Fill c->buf with the guest bytes of the chunk (may span sources). */
 static int read_chunk(Pipeline *pl, Chunk *c)
 {
-    int64_t sector = c->sector, left = c->sectors;
+    int64_t sector = c->offset / 512, left = c->bytes / 512;
     uint8_t *buf = c->buf;
     while (left > 0) {
         int64_t seg_off;
@@ -145,6 +168,15 @@ static int read_chunk(Pipeline *pl, Chunk *c)
         buf += n * 512;
     }
     return 0;
+}
+
+/* Rebase: [off, +len) of a backing view (NULL: none), zeros past its end. */
+static int read_view(BlockDriverState *bs, int64_t off, int64_t len, uint8_t *buf)
+{
+    int64_t end = bs ? bdrv_getlength(bs) : 0;
+    int64_t n = off < end ? MIN(len, end - off) : 0;
+    memset(buf + n, 0, (size_t)(len - n));
+    return n > 0 ? bdrv_pread(bs, off, n, buf) : 0;
 }
 
 /* ---- worker: runs ---- */
@@ -168,8 +200,8 @@ static void add_run(Chunk *c, RunKind kind, int64_t bytes, size_t cmp_off, size_
 static void plan_plain(Pipeline *pl, Chunk *c)
 {
     const CopyParams *p = pl->p;
-    if (!p->min_sparse || p->no_zero_scan) {
-        add_run(c, RUN_DATA, c->sectors * 512, 0, 0);
+    if (!p->min_sparse || p->no_zero_scan || p->mode == COPY_MODE_COMMIT) {
+        add_run(c, RUN_DATA, c->bytes, 0, 0);
         return;
     }
     int64_t min = p->min_sparse / 512;
@@ -179,61 +211,155 @@ static void plan_plain(Pipeline *pl, Chunk *c)
     }
     int64_t talign = DIV_ROUND_UP((int64_t)MAX(pl->target->request_alignment, 1u), 512);
     align = MAX(align, talign);
-    for (int64_t i = 0; i < c->sectors;) {
+    int64_t sectors = c->bytes / 512;
+    for (int64_t i = 0; i < sectors;) {
         bool data;
         int64_t n =
-            copy_zero_scan(c->buf + i * 512, c->sectors - i, c->sector + i, min, align, &data);
+            copy_zero_scan(c->buf + i * 512, sectors - i, c->offset / 512 + i, min, align, &data);
         add_run(c, data ? RUN_DATA : RUN_ZERO, n * 512, 0, 0);
         i += n;
     }
 }
 
+/*
+ * One cluster (or its tail at the image's end) compressed into cbuf at
+ * dst_off: a RUN_CMP, or RUN_DATA when it does not shrink, or RUN_CMP_RAW
+ * when the driver compresses in write_compressed() itself.
+ */
+static int compress_run(Pipeline *pl, Chunk *c, const uint8_t *src, int64_t n, size_t dst_off)
+{
+    BlockDriverState *bs = pl->target;
+    if (!bs->drv->compress) {
+        add_run(c, RUN_CMP_RAW, n, 0, 0);
+        return 0;
+    }
+    ssize_t clen = bs->drv->compress(bs, c->cbuf + dst_off, pl->cbound, src, (size_t)n);
+    if (clen == -ENOSPC) {
+        add_run(c, RUN_DATA, n, 0, 0);
+        return 0;
+    }
+    if (clen < 0) {
+        return (int)clen;
+    }
+    add_run(c, RUN_CMP, n, dst_off, (size_t)clen);
+    return 0;
+}
+
 /* Compressed: one run per cluster; compress in this (worker) thread. */
 static int plan_compressed(Pipeline *pl, Chunk *c)
 {
-    BlockDriverState *bs = pl->target;
-    int64_t cs = pl->it.cluster_sectors * 512;
-    int64_t total = c->sectors * 512;
-    for (int64_t off = 0; off < total; off += cs) {
-        int64_t n = MIN(cs, total - off);
+    int64_t cs = pl->cluster;
+    for (int64_t off = 0; off < c->bytes; off += cs) {
+        int64_t n = MIN(cs, c->bytes - off);
         const uint8_t *src = c->buf + off;
-        size_t dst_off = (size_t)(off / cs) * pl->cbound;
         if (pl->p->min_sparse && buffer_is_zero(src, (size_t)n)) {
             add_run(c, RUN_ZERO, n, 0, 0);
             continue;
         }
-        if (!bs->drv->compress) {
-            add_run(c, RUN_CMP_RAW, n, 0, 0);
-            continue;
-        }
-        ssize_t clen = bs->drv->compress(bs, c->cbuf + dst_off, pl->cbound, src, (size_t)n);
-        if (clen == -ENOSPC) {
-            add_run(c, RUN_DATA, n, 0, 0);
-        } else if (clen < 0) {
-            error_setg_errno(&c->err, (int)-clen, "error while compressing at byte %" PRId64,
-                             c->sector * 512 + off);
-            return (int)clen;
-        } else {
-            add_run(c, RUN_CMP, n, dst_off, (size_t)clen);
+        int ret = compress_run(pl, c, src, n, (size_t)(off / cs) * pl->cbound);
+        if (ret < 0) {
+            error_setg_errno(&c->err, -ret, "error while compressing at byte %" PRId64,
+                             c->offset + off);
+            return ret;
         }
     }
     return 0;
 }
 
+/* Rebase: write the old view's sectors that differ from the new view's. */
+static void plan_rebase(Chunk *c)
+{
+    RunKind write = c->status == COPY_ZERO ? RUN_ZERO : RUN_DATA;
+    for (int64_t pos = 0; pos < c->bytes;) {
+        bool differ;
+        int64_t n = copy_compare_run(c->buf + pos, c->buf2 + pos, c->bytes - pos, &differ);
+        add_run(c, differ ? write : RUN_SKIP, n, 0, 0);
+        pos += n;
+    }
+}
+
+/*
+ * Rebase -c: every target cluster the piece touches that holds a
+ * differing sector is written — compressed when it lies whole in the
+ * piece (or ends at the image's end) and is not all zeros, else plainly
+ * (zeros as write_zeroes).
+ */
+static int plan_rebase_compressed(Pipeline *pl, Chunk *c)
+{
+    int64_t cs = pl->cluster, end = c->offset + c->bytes;
+    size_t slot = 0;
+    for (int64_t cl = ROUND_DOWN(c->offset, cs); cl < end; cl += cs) {
+        int64_t s = MAX(cl, c->offset), e = MIN(cl + cs, end);
+        const uint8_t *data = c->buf + (s - c->offset);
+        int64_t n = e - s;
+        if (!memcmp(data, c->buf2 + (s - c->offset), (size_t)n)) {
+            add_run(c, RUN_SKIP, n, 0, 0);
+            continue;
+        }
+        bool whole = s == cl && (e == cl + cs || e == pl->target_len);
+        bool zero = buffer_is_zero(data, (size_t)n);
+        if (!whole || zero) {
+            add_run(c, zero ? RUN_ZERO : RUN_DATA, n, 0, 0);
+            continue;
+        }
+        int ret = compress_run(pl, c, data, n, slot++ * pl->cbound);
+        if (ret < 0) {
+            error_setg_errno(&c->err, -ret, "Error while writing to COW image");
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static void process_rebase(Pipeline *pl, Chunk *c)
+{
+    const CopyRebase *rb = pl->p->rebase;
+    int ret = 0;
+    if (c->status == COPY_ZERO) {
+        memset(c->buf, 0, (size_t)c->bytes); /* past the old backing's end */
+    } else {
+        ret = read_view(rb->old_backing, c->offset, c->bytes, c->buf);
+    }
+    if (ret < 0) {
+        error_setg(&c->err, "error while reading from old backing file");
+        c->ret = ret;
+        return;
+    }
+    if ((ret = read_view(rb->new_backing, c->offset, c->bytes, c->buf2)) < 0) {
+        error_setg(&c->err, "error while reading from new backing file");
+        c->ret = ret;
+        return;
+    }
+    if (pl->p->compress) {
+        c->ret = plan_rebase_compressed(pl, c);
+    } else {
+        plan_rebase(c);
+    }
+}
+
 static void process_chunk(Pipeline *pl, Chunk *c)
 {
     c->n_runs = 0;
+    if (pl->p->mode == COPY_MODE_REBASE) {
+        process_rebase(pl, c);
+        return;
+    }
     if (c->zero_fill) {
-        memset(c->buf, 0, (size_t)(c->sectors * 512));
+        memset(c->buf, 0, (size_t)c->bytes);
     } else {
         c->ret = read_chunk(pl, c);
         if (c->ret < 0) {
-            error_setg(&c->err, "error while reading at byte %" PRId64 ": %s", c->sector * 512,
-                       strerror(-c->ret));
+            if (pl->p->mode == COPY_MODE_COMMIT) {
+                error_setg_errno(&c->err, -c->ret, "Could not read from '%s'",
+                                 pl->p->src[0].bs->filename);
+            } else {
+                error_setg(&c->err, "error while reading at byte %" PRId64 ": %s", c->offset,
+                           strerror(-c->ret));
+            }
             return;
         }
     }
-    if (pl->p->compress) {
+    if (pl->p->compress && pl->p->mode == COPY_MODE_CONVERT) {
         c->ret = plan_compressed(pl, c);
     } else {
         plan_plain(pl, c);
@@ -278,19 +404,34 @@ static void *worker_main(void *opaque)
 
 /* ---- dispatcher ---- */
 
-static void report_progress(Pipeline *pl, CopyStatus st, int64_t sectors)
+/* Progress units of a piece (see CopyMode for what each mode counts). */
+static int64_t piece_work(const CopyParams *p, CopyStatus st, int64_t bytes)
 {
-    if (st == COPY_DATA || (!pl->p->min_sparse && st == COPY_ZERO)) {
-        pl->alloc_done += sectors * 512;
-        if (pl->p->progress && pl->alloc_total > 0) {
-            pl->p->progress(pl->p->progress_opaque, pl->alloc_done, pl->alloc_total);
-        }
+    switch (p->mode) {
+    case COPY_MODE_REBASE: return st != COPY_BACKING;
+    case COPY_MODE_COMMIT: return st != COPY_BACKING ? bytes : 0;
+    case COPY_MODE_CONVERT: break;
+    }
+    return st == COPY_DATA || (!p->min_sparse && st == COPY_ZERO) ? bytes : 0;
+}
+
+static void report_progress(Pipeline *pl, int64_t work)
+{
+    pl->alloc_done += work;
+    if (work > 0 && pl->p->progress && pl->alloc_total > 0) {
+        pl->p->progress(pl->p->progress_opaque, pl->alloc_done, pl->alloc_total);
     }
 }
 
-/* Bytes qemu-img counts as work: a dry walk, only for the progress meter. */
-static int count_allocated(Pipeline *pl, Error **errp)
+/* The total for the progress meter; for convert and commit a dry walk. */
+static int count_work(Pipeline *pl, Error **errp)
 {
+    if (pl->p->mode == COPY_MODE_REBASE) {
+        /* qemu-img 7.2: 100% / (size / MIN(size, IO_BUF_SIZE)) per step */
+        int64_t size = pl->rebase_end;
+        pl->alloc_total = size > 0 ? size / MIN(size, (int64_t)COPY_CHUNK_MAX) : 0;
+        return 0;
+    }
     CopyIter it;
     int ret = copy_iter_init(&it, pl->p, pl->it.cluster_sectors * 512, errp);
     if (ret < 0) {
@@ -299,72 +440,90 @@ static int count_allocated(Pipeline *pl, Error **errp)
     CopyStatus st;
     int64_t n;
     while ((n = copy_iter_next(&it, &st, errp)) > 0) {
-        if (st == COPY_DATA || (!pl->p->min_sparse && st == COPY_ZERO)) {
-            pl->alloc_total += n * 512;
-        }
+        pl->alloc_total += piece_work(pl->p, st, n * 512);
     }
     copy_iter_release(&it);
     return n < 0 ? (int)n : 0;
 }
 
-static int next_piece(Pipeline *pl, int64_t *n, CopyStatus *st, Error **errp)
+/* The next piece of the walk: 1, 0 at the end, or -errno. */
+static int pull_piece(Pipeline *pl, Piece *pc, Error **errp)
 {
-    if (pl->have_pending) {
-        pl->have_pending = false;
-        *n = pl->pend_sectors;
-        *st = pl->pend_status;
+    if (pl->p->mode == COPY_MODE_REBASE) {
+        if (pl->rebase_pos >= pl->rebase_end) {
+            return 0;
+        }
+        int64_t n = copy_rebase_next(pl->p, pl->rebase_pos, &pc->st, errp);
+        if (n < 0) {
+            return (int)n;
+        }
+        pc->offset = pl->rebase_pos;
+        pc->bytes = n;
+        pl->rebase_pos += n;
         return 1;
     }
-    int64_t r = copy_iter_next(&pl->it, st, errp);
+    pc->offset = pl->it.sector * 512;
+    int64_t r = copy_iter_next(&pl->it, &pc->st, errp);
     if (r <= 0) {
         return (int)r;
     }
-    report_progress(pl, *st, r);
-    *n = r;
+    pc->bytes = r * 512;
+    if (!in_place(pl->p)) {
+        report_progress(pl, piece_work(pl->p, pc->st, pc->bytes)); /* as it is cut */
+    }
     return 1;
 }
 
 /*
- * Cut the next chunk: one piece, or with compression several DATA pieces
- * (whole clusters) merged up to chunk_max so that workers get enough to
- * do per hand-off.  Returns 1, 0 at the end, or -errno.
+ * Cut the next chunk: one piece, or with convert's compression several
+ * DATA pieces (whole clusters) merged up to chunk_max so that workers get
+ * enough to do per hand-off.  Returns 1, 0 at the end, or -errno.
  */
 static int plan_next_chunk(Pipeline *pl, Chunk *c, Error **errp)
 {
-    int64_t n = 0;
-    CopyStatus st = COPY_DATA;
-    int ret = next_piece(pl, &n, &st, errp);
-    if (ret <= 0) {
-        return ret;
-    }
-    c->sectors = n;
-    c->status = st;
-    int64_t max_sectors = (int64_t)pl->chunk_max / 512;
-    while (pl->p->compress && st == COPY_DATA && c->sectors < max_sectors) {
-        CopyStatus st2;
-        int64_t n2 = copy_iter_next(&pl->it, &st2, errp);
-        if (n2 < 0) {
-            return (int)n2;
+    Piece pc;
+    if (pl->have_pending) {
+        pl->have_pending = false;
+        pc = pl->pending;
+    } else {
+        int ret = pull_piece(pl, &pc, errp);
+        if (ret <= 0) {
+            return ret;
         }
-        if (n2 == 0) {
+    }
+    c->offset = pc.offset;
+    c->bytes = pc.bytes;
+    c->status = pc.st;
+    bool merge = pl->p->compress && pl->p->mode == COPY_MODE_CONVERT;
+    while (merge && c->status == COPY_DATA && c->bytes < (int64_t)pl->chunk_max) {
+        Piece nx;
+        int ret = pull_piece(pl, &nx, errp);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret == 0) {
             break;
         }
-        report_progress(pl, st2, n2);
-        if (st2 != COPY_DATA || c->sectors + n2 > max_sectors) {
+        if (nx.st != COPY_DATA || c->bytes + nx.bytes > (int64_t)pl->chunk_max) {
             pl->have_pending = true;
-            pl->pend_sectors = n2;
-            pl->pend_status = st2;
+            pl->pending = nx;
             break;
         }
-        c->sectors += n2;
+        c->bytes += nx.bytes;
     }
+    c->work = piece_work(pl->p, c->status, c->bytes);
     return 1;
 }
 
-/* Does the chunk need a worker (a read, zero scan or compression)? */
+/* Does the chunk need a worker (a read, zero scan, compare or compression)? */
 static bool needs_work(Pipeline *pl, Chunk *c)
 {
     c->zero_fill = false;
+    switch (pl->p->mode) {
+    case COPY_MODE_REBASE: return c->status != COPY_BACKING;
+    case COPY_MODE_COMMIT: return c->status == COPY_DATA;
+    case COPY_MODE_CONVERT: break;
+    }
     if (c->status == COPY_DATA) {
         return true;
     }
@@ -380,6 +539,9 @@ static void alloc_buffers(Pipeline *pl, Chunk *c)
     if (!c->buf) {
         c->buf = xmemalign(4096, pl->chunk_max);
     }
+    if (pl->p->mode == COPY_MODE_REBASE && !c->buf2) {
+        c->buf2 = xmemalign(4096, pl->chunk_max);
+    }
     if (pl->p->compress && !c->cbuf) {
         c->cbuf = xmalloc(pl->cbuf_size);
     }
@@ -390,14 +552,8 @@ static int dispatch(Pipeline *pl, Error **errp)
 {
     while (!pl->dispatch_done && !pl->stop && pl->next_seq - pl->write_seq < pl->window) {
         Chunk *c = slot_of(pl, pl->next_seq);
-        /* The start sector is the iterator's position before the piece. */
-        int64_t start = pl->it.sector;
-        if (pl->have_pending) {
-            start -= pl->pend_sectors;
-        }
         pthread_mutex_unlock(&pl->mu);
         int ret = plan_next_chunk(pl, c, errp);
-        c->sector = start;
         bool work = ret > 0 && needs_work(pl, c);
         if (work) {
             alloc_buffers(pl, c);
@@ -411,6 +567,7 @@ static int dispatch(Pipeline *pl, Error **errp)
         c->seq = pl->next_seq++;
         c->ret = 0;
         c->n_runs = 0;
+        c->worked = work;
         c->state = work ? SLOT_QUEUED : SLOT_READY;
         if (work) {
             pthread_cond_signal(&pl->work_cv);
@@ -454,6 +611,13 @@ static void throttle(Pipeline *pl, int64_t bytes)
 
 static int write_zero_range(Pipeline *pl, int64_t offset, int64_t bytes)
 {
+    switch (pl->p->mode) {
+    case COPY_MODE_COMMIT: /* the mirror job's rate limit ignores zeros */
+        return bdrv_pwrite_zeroes(pl->target, offset, bytes, BDRV_REQ_MAY_UNMAP);
+    case COPY_MODE_REBASE: /* qemu-img rebase zeroes without unmapping */
+        return bdrv_pwrite_zeroes(pl->target, offset, bytes, 0);
+    case COPY_MODE_CONVERT: break;
+    }
     if (pl->p->target_zero_init) {
         return 0;
     }
@@ -463,7 +627,7 @@ static int write_zero_range(Pipeline *pl, int64_t offset, int64_t bytes)
 
 static int write_run(Pipeline *pl, Chunk *c, const Run *r, int64_t pos)
 {
-    int64_t offset = c->sector * 512 + pos;
+    int64_t offset = c->offset + pos;
     /* The sector padding past a target of odd byte size is not written. */
     int64_t bytes = MIN(r->bytes, MAX(pl->target_len - offset, 0));
     if (bytes <= 0) {
@@ -478,8 +642,24 @@ static int write_run(Pipeline *pl, Chunk *c, const Run *r, int64_t pos)
     case RUN_CMP_RAW:
         throttle(pl, r->bytes);
         return write_compressed_cluster(pl->target, offset, c->buf + pos, (size_t)r->bytes);
+    case RUN_SKIP: return 0;
     }
     return -EINVAL;
+}
+
+/* The command's words for a failed write of a run of `kind`. */
+static void write_error(Pipeline *pl, const Chunk *c, RunKind kind, int ret, Error **errp)
+{
+    switch (pl->p->mode) {
+    case COPY_MODE_COMMIT:
+        error_setg_errno(errp, -ret,
+                         kind == RUN_ZERO ? "Could not write zeroes to the base image"
+                                          : "Could not write to the base image");
+        return;
+    case COPY_MODE_REBASE: error_setg_errno(errp, -ret, "Error while writing to COW image"); return;
+    case COPY_MODE_CONVERT: break;
+    }
+    error_setg(errp, "error while writing at byte %" PRId64 ": %s", c->offset, strerror(-ret));
 }
 
 static int write_chunk(Pipeline *pl, Chunk *c, Error **errp)
@@ -490,23 +670,29 @@ static int write_chunk(Pipeline *pl, Chunk *c, Error **errp)
         return c->ret;
     }
     int ret = 0;
-    if (c->status == COPY_ZERO && !c->zero_fill) {
-        int64_t bytes = MIN(c->sectors * 512, pl->target_len - c->sector * 512);
-        ret = bytes > 0 ? write_zero_range(pl, c->sector * 512, bytes) : 0;
+    RunKind kind = RUN_ZERO;
+    if (c->status == COPY_ZERO && !c->worked) {
+        int64_t bytes = MIN(c->bytes, pl->target_len - c->offset);
+        ret = bytes > 0 ? write_zero_range(pl, c->offset, bytes) : 0;
     } else if (c->status != COPY_BACKING) {
         int64_t pos = 0;
         for (int i = 0; i < c->n_runs && ret >= 0; i++) {
+            kind = c->runs[i].kind;
             ret = write_run(pl, c, &c->runs[i], pos);
             pos += c->runs[i].bytes;
         }
     }
     if (ret < 0) {
-        error_setg(errp, "error while writing at byte %" PRId64 ": %s", c->sector * 512,
-                   strerror(-ret));
-    } else if (pl->p->written) {
+        write_error(pl, c, kind, ret, errp);
+        return ret;
+    }
+    if (pl->p->written) {
         pl->p->written(pl->p->written_opaque, pl->rate_bytes);
     }
-    return ret;
+    if (in_place(pl->p)) {
+        report_progress(pl, c->work); /* as it is written */
+    }
+    return 0;
 }
 
 /* The chunk to write next, or NULL if it is not ready.  mu held. */
@@ -573,20 +759,26 @@ static int run_loop(Pipeline *pl, Error **errp)
 static void size_window(Pipeline *pl)
 {
     const CopyParams *p = pl->p;
-    size_t cs = (size_t)pl->it.cluster_sectors * 512;
+    size_t cs = (size_t)pl->cluster;
     pl->chunk_max = COPY_CHUNK_MAX;
-    if (p->compress) {
+    if (p->compress && p->mode == COPY_MODE_CONVERT) {
         /* Several clusters per hand-off, at least one. */
         pl->chunk_max = MAX(cs, (size_t)1 * MiB);
         pl->chunk_max = ROUND_DOWN(pl->chunk_max, cs);
     }
+    size_t per_slot = pl->chunk_max;
     if (p->compress) {
         BlockDriverState *bs = p->target;
         pl->cbound = bs->drv->compress_bound ? bs->drv->compress_bound(bs, cs) : cs;
         pl->cbound = MAX(pl->cbound, cs);
-        pl->cbuf_size = pl->chunk_max / cs * pl->cbound;
+        /* a rebase piece need not start on a cluster: one more */
+        size_t clusters = pl->chunk_max / cs + (p->mode == COPY_MODE_REBASE ? 2 : 0);
+        pl->cbuf_size = clusters * pl->cbound;
+        per_slot += pl->cbuf_size;
     }
-    size_t per_slot = pl->chunk_max + pl->cbuf_size;
+    if (p->mode == COPY_MODE_REBASE) {
+        per_slot += pl->chunk_max; /* the new view */
+    }
     int window = MAX(p->max_inflight, 1);
     window = MAX(window, MIN(p->threads, COPY_MAX_THREADS) + 1);
     window = MIN(window, COPY_MAX_INFLIGHT);
@@ -598,6 +790,7 @@ static void free_slots(Pipeline *pl)
 {
     for (int i = 0; pl->slots && i < pl->window; i++) {
         free(pl->slots[i].buf);
+        free(pl->slots[i].buf2);
         free(pl->slots[i].cbuf);
         free(pl->slots[i].runs);
         error_free(pl->slots[i].err);
@@ -605,19 +798,61 @@ static void free_slots(Pipeline *pl)
     free(pl->slots);
 }
 
+/* The walk's state and the target cluster size for compression. */
+static int pipeline_init(Pipeline *pl, Error **errp)
+{
+    const CopyParams *p = pl->p;
+    int64_t cs = p->compress ? bdrv_get_cluster_size(p->target) : 0;
+    if (p->mode == COPY_MODE_REBASE) {
+        if (p->n_src != 1 || !p->rebase) {
+            error_setg(errp, "rebase copy needs one source and its backing views");
+            return -EINVAL;
+        }
+        /* no sector walk: copy_rebase_next() cuts the pieces */
+        pl->rebase_end = bdrv_getlength(p->src[0].bs);
+        pl->cluster = cs > 0 ? cs : 65536;
+        return 0;
+    }
+    pl->cluster = cs;
+    return copy_iter_init(&pl->it, p, cs, errp);
+}
+
+static int start_and_run(Pipeline *pl, Error **errp)
+{
+    int nthreads = MIN(MAX(pl->p->threads, 1), COPY_MAX_THREADS);
+    nthreads = MIN(nthreads, pl->window);
+    pthread_t *tids = XNEWV(pthread_t, (size_t)nthreads);
+    int started = 0, ret;
+    for (; started < nthreads; started++) {
+        if (pthread_create(&tids[started], NULL, worker_main, pl) != 0) {
+            break;
+        }
+    }
+    if (started == 0) {
+        error_setg(errp, "cannot start worker threads");
+        ret = -EAGAIN;
+    } else {
+        ret = run_loop(pl, errp);
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(tids[i], NULL);
+    }
+    free(tids);
+    return ret;
+}
+
 int copy_pipeline_run(const CopyParams *p, Error **errp)
 {
     Pipeline pl = {.p = p, .target = p->target};
-    int cs = p->compress ? bdrv_get_cluster_size(p->target) : 0;
-    int ret = copy_iter_init(&pl.it, p, cs, errp);
+    int ret = pipeline_init(&pl, errp);
     if (ret < 0) {
         return ret;
     }
-    if (p->progress && (ret = count_allocated(&pl, errp)) < 0) {
+    if (p->progress && (ret = count_work(&pl, errp)) < 0) {
         copy_iter_release(&pl.it);
         return ret;
     }
-    pl.it.split_zero = !p->min_sparse;
+    pl.it.split_zero = p->mode == COPY_MODE_CONVERT && !p->min_sparse;
     size_window(&pl);
     pl.slots = XNEWV(Chunk, (size_t)pl.window);
     for (int i = 0; i < pl.window; i++) {
@@ -628,26 +863,7 @@ int copy_pipeline_run(const CopyParams *p, Error **errp)
     pthread_cond_init(&pl.ready_cv, NULL);
     pl.start_ns = clock_ns();
     pl.target_len = bdrv_getlength(p->target);
-
-    int nthreads = MIN(MAX(p->threads, 1), COPY_MAX_THREADS);
-    nthreads = MIN(nthreads, pl.window);
-    pthread_t *tids = XNEWV(pthread_t, (size_t)nthreads);
-    int started = 0;
-    for (; started < nthreads; started++) {
-        if (pthread_create(&tids[started], NULL, worker_main, &pl) != 0) {
-            break;
-        }
-    }
-    if (started == 0) {
-        error_setg(errp, "cannot start worker threads");
-        ret = -EAGAIN;
-    } else {
-        ret = run_loop(&pl, errp);
-    }
-    for (int i = 0; i < started; i++) {
-        pthread_join(tids[i], NULL);
-    }
-    free(tids);
+    ret = start_and_run(&pl, errp);
     pthread_cond_destroy(&pl.ready_cv);
     pthread_cond_destroy(&pl.work_cv);
     pthread_mutex_destroy(&pl.mu);

@@ -195,6 +195,7 @@ typedef struct RebaseOpts {
     const char *cache, *src_cache;
     bool force_share;
     bool quiet;
+    int threads; /* copy pipeline workers; 0 = number of cores */
     EngineProgress progress;
     FILE *out;
 } RebaseOpts;
@@ -210,6 +211,7 @@ typedef struct CommitOpts {
     const char *cache;
     int64_t rate_limit; /* -r, bytes/s, 0 = none */
     bool quiet;
+    int threads; /* copy pipeline workers; 0 = number of cores */
     EngineProgress progress;
     FILE *out;
 } CommitOpts;

@@ -11,6 +11,18 @@
  * -d as in qemu-img), FILE is emptied with the driver's make_empty slot (or
  * a discard of the whole image), so FILE's guest view stays the same.
  *
+ * What lands in BASE is what qemu-img 7.2's commit (a mirror block job)
+ * writes: data ranges verbatim, even when they hold zeros, and allocated
+ * zeros as zero writes, so BASE ends with the same allocation
+ * (`qemu-img map`) as after qemu-img.  The copy runs in the copy pipeline
+ * (copy_pipeline.h, COPY_MODE_COMMIT): worker threads read, one writer
+ * writes in address order.  The number of workers is one per CPU, or
+ * IMGPIPE_THREADS from the environment (imgpipe only; qemu-img has no
+ * such option): BASE's bytes do not depend on it.
+ *
+ * The meter (-p) counts the bytes allocated above BASE, as qemu's job
+ * progress does, and moves as they are written.
+ *
  * Crash safety: only BASE changes while copying and FILE still shadows
  * every range copied, so a commit killed mid-way leaves FILE's guest
  * content intact and both images consistent (the driver keeps its own
@@ -23,78 +35,39 @@
 
 #include "common/util.h"
 #include "engine/cmds_common.h"
+#include "engine/copy_pipeline.h"
 #include "engine/engine.h"
 #include "engine/img_common.h"
+#include "engine/img_convert.h"
 #include "engine/qemu_img.h"
 
-#define COMMIT_CHUNK ((int64_t)2 * 1024 * 1024)
-
-typedef struct CommitJob {
-    const CommitOpts *o;
-    BlockDriverState *top, *base;
-    int64_t len;
-    uint8_t *buf;
-    int64_t start_ns;
-    int64_t copied; /* bytes counted for -r */
-} CommitJob;
-
-static void commit_progress(const CommitJob *j, int64_t done)
+/*
+ * Copy what top's layers above base allocate into base: the copy
+ * pipeline's commit mode (copy_pipeline.h), so reads run in worker
+ * threads while one writer writes base in address order — base gets the
+ * same bytes and the same allocation whatever the thread count.
+ */
+static int commit_copy(const CommitOpts *o, BlockDriverState *top, BlockDriverState *base,
+                       Error **errp)
 {
-    if (j->o->progress.fn) {
-        j->o->progress.fn(j->o->progress.opaque, done, j->len);
-    }
-}
-
-/* Copy one range that cmds_status_above() answered with ret. */
-static int commit_range(CommitJob *j, int64_t offset, int64_t n, int ret, Error **errp)
-{
-    if (ret & BDRV_BLOCK_ZERO) {
-        ret = bdrv_pwrite_zeroes(j->base, offset, n, BDRV_REQ_MAY_UNMAP);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not write zeroes to the base image");
-        }
-        return ret;
-    }
-    ret = bdrv_pread(j->top, offset, n, j->buf);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not read from '%s'", j->top->filename);
-        return ret;
-    }
-    /* Zero data is still written as zeroes: the base may be sparse there. */
-    if (buffer_is_zero(j->buf, (size_t)n)) {
-        ret = bdrv_pwrite_zeroes(j->base, offset, n, BDRV_REQ_MAY_UNMAP);
-    } else {
-        ret = bdrv_pwrite(j->base, offset, n, j->buf);
-    }
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not write to the base image");
-        return ret;
-    }
-    j->copied += n;
-    cmds_rate_limit(j->start_ns, j->copied, j->o->rate_limit);
-    return 0;
-}
-
-static int commit_copy(CommitJob *j, Error **errp)
-{
-    for (int64_t offset = 0; offset < j->len;) {
-        int64_t n;
-        int ret =
-            cmds_status_above(j->top, j->base, offset, MIN(COMMIT_CHUNK, j->len - offset), &n);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not get block status of '%s'", j->top->filename);
-            return ret;
-        }
-        if (ret & BDRV_BLOCK_ALLOCATED) {
-            ret = commit_range(j, offset, n, ret, errp);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        offset += n;
-        commit_progress(j, offset);
-    }
-    return 0;
+    CopySource src = {.bs = top, .base = base, .name = o->filename, .length = -1};
+    /* The writer copies as many bytes as the workers do (page cache in,
+     * page cache out): it gets a CPU of its own. */
+    int threads = o->threads > 0 ? o->threads : MAX(1, img_default_threads() - 1);
+    CopyParams p = {
+        .mode = COPY_MODE_COMMIT,
+        .src = &src,
+        .n_src = 1,
+        .target = base,
+        .target_has_backing = true, /* what base shows through stays as it is */
+        .target_backing_length = -1,
+        .threads = threads,
+        .max_inflight = threads + 1, /* a small window stays in the CPU caches */
+        .rate_limit = o->rate_limit,
+        .progress = o->progress.fn,
+        .progress_opaque = o->progress.opaque,
+    };
+    return copy_pipeline_run(&p, errp);
 }
 
 /*
@@ -102,20 +75,20 @@ static int commit_copy(CommitJob *j, Error **errp)
  * reaches into the new area, that area is zeroed so the backing file's
  * bytes do not show through (qemu's truncate does the same).
  */
-static int commit_grow_base(CommitJob *j, Error **errp)
+static int commit_grow_base(BlockDriverState *base, int64_t len, Error **errp)
 {
-    int64_t old = bdrv_getlength(j->base);
-    if (old >= j->len) {
+    int64_t old = bdrv_getlength(base);
+    if (old >= len) {
         return 0;
     }
-    int ret = bdrv_truncate(j->base, j->len, false, PREALLOC_OFF, errp);
+    int ret = bdrv_truncate(base, len, false, PREALLOC_OFF, errp);
     if (ret < 0) {
         error_prepend(errp, "Could not resize the base image: ");
         return ret;
     }
-    if (j->base->backing && bdrv_getlength(j->base->backing) > old) {
-        int64_t end = MIN(j->len, bdrv_getlength(j->base->backing));
-        ret = bdrv_pwrite_zeroes(j->base, old, end - old, 0);
+    if (base->backing && bdrv_getlength(base->backing) > old) {
+        int64_t end = MIN(len, bdrv_getlength(base->backing));
+        ret = bdrv_pwrite_zeroes(base, old, end - old, 0);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Could not zero the grown part of the base image");
         }
@@ -180,15 +153,13 @@ static int do_commit(const CommitOpts *o, BlockDriverState *top, int flags, Erro
     if (!base) {
         return -EIO;
     }
-    CommitJob j = {.o = o, .top = top, .base = base, .len = bdrv_getlength(top)};
-    j.start_ns = clock_ns();
-    j.buf = xmemalign(4096, COMMIT_CHUNK);
-    commit_progress(&j, 0);
-    int ret = commit_grow_base(&j, errp);
-    if (ret == 0) {
-        ret = commit_copy(&j, errp);
+    if (o->progress.fn) {
+        o->progress.fn(o->progress.opaque, 0, 1);
     }
-    free(j.buf);
+    int ret = commit_grow_base(base, bdrv_getlength(top), errp);
+    if (ret == 0) {
+        ret = commit_copy(o, top, base, errp);
+    }
     if (ret == 0 && (ret = bdrv_flush(base)) < 0) {
         error_setg_errno(errp, -ret, "Could not flush the base image");
     }
@@ -215,6 +186,15 @@ int img_commit(const CommitOpts *o, Error **errp)
 }
 
 /* ---- argv front end ---- */
+
+/* IMGPIPE_THREADS=N (1..COPY_MAX_THREADS): pipeline workers; else 0 (default). */
+static int qimg_env_threads(void)
+{
+    const char *v = getenv("IMGPIPE_THREADS");
+    char *end;
+    long n = v ? strtol(v, &end, 10) : 0;
+    return v && *v && !*end && n >= 1 && n <= COPY_MAX_THREADS ? (int)n : 0;
+}
 
 int qimg_commit(int argc, char **argv)
 {
@@ -268,6 +248,7 @@ int qimg_commit(int argc, char **argv)
         return qimg_usage("Expecting one image file name");
     }
     o.filename = argv[optind];
+    o.threads = qimg_env_threads();
     progress_init(progress, 1.f);
     o.progress = progress_engine_hook();
     Error *err = NULL;

@@ -5,12 +5,21 @@
  *          [-T SRC_CACHE] [-p] [-u] [-c] -b BACKING_FILE [-F BACKING_FMT] FILE
  *
  * Safe mode: for every range FILE does not allocate itself, compare what the
- * old backing chain and the new backing file give there; where they differ,
- * write the old content into FILE (zeroes as zero writes, -c: whole
- * clusters compressed).  Then store the new backing name, exactly as given
- * (relative names are relative to FILE's directory).  `-b ""` flattens.
- * When the new backing file is already in FILE's chain, ranges no layer
- * above it allocates are skipped (their content cannot differ).
+ * old backing chain and the new backing file give there, 512 bytes at a
+ * time; where they differ, write the old content into FILE — verbatim, as
+ * qemu-img 7.2 does (so FILE gets the same allocation), or as zero writes
+ * past the old backing file's end (-c: whole clusters compressed).  Then
+ * store the new backing name, exactly as given (relative names are
+ * relative to FILE's directory).  `-b ""` flattens.  When the new backing
+ * file is already in FILE's chain, ranges no layer above it allocates are
+ * skipped (their content cannot differ).
+ *
+ * The walk, reads and compares run in the copy pipeline (copy_pipeline.h,
+ * COPY_MODE_REBASE): worker threads read and compare, one writer writes
+ * FILE in address order, so FILE's bytes do not depend on the number of
+ * workers (one per CPU, or IMGPIPE_THREADS from the environment; imgpipe
+ * only).  The meter (-p) moves as qemu-img 7.2's: one step of
+ * 100 / (size / 2 MiB) per compared range.
  *
  * Unsafe mode (-u): only the stored name changes; the old chain is not
  * even opened.
@@ -26,12 +35,11 @@
 
 #include "common/util.h"
 #include "engine/cmds_common.h"
+#include "engine/copy_pipeline.h"
 #include "engine/engine.h"
 #include "engine/img_common.h"
+#include "engine/img_convert.h"
 #include "engine/qemu_img.h"
-
-#define REBASE_CHUNK ((int64_t)2 * 1024 * 1024) /* qemu-img's IO_BUF_SIZE */
-#define SECTOR       512
 
 typedef struct RebaseJob {
     const RebaseOpts *o;
@@ -39,133 +47,34 @@ typedef struct RebaseJob {
     BlockDriverState *new_bs; /* new backing (NULL: none) */
     BlockDriverState *prefix; /* new backing found in bs's own chain, or NULL */
     bool new_bs_owned;        /* opened here, unref at the end */
-    int64_t cluster;          /* bs's cluster size (for -c) */
-    uint8_t *buf_old, *buf_new;
 } RebaseJob;
 
-/* Guest bytes [offset, +n) of the chain below bs, or of new (zeros past the end). */
-static int read_below(BlockDriverState *b, int64_t offset, int64_t n, uint8_t *buf)
-{
-    int64_t len = b ? bdrv_getlength(b) : 0;
-    int64_t avail = offset < len ? MIN(n, len - offset) : 0;
-    memset(buf + avail, 0, (size_t)(n - avail));
-    return avail > 0 ? bdrv_pread(b, offset, avail, buf) : 0;
-}
-
-/* Length of the run of sectors from buf that are equal (want_same) or differ. */
-static int64_t sector_run(const uint8_t *a, const uint8_t *b, int64_t n, bool want_same)
-{
-    int64_t i = 0;
-    while (i < n) {
-        int64_t s = MIN(SECTOR, n - i);
-        bool same = !memcmp(a + i, b + i, (size_t)s);
-        if (same != want_same) {
-            break;
-        }
-        i += s;
-    }
-    return i;
-}
-
-static int write_old(RebaseJob *j, int64_t offset, int64_t n, const uint8_t *data, Error **errp)
-{
-    int ret = buffer_is_zero(data, (size_t)n) ? bdrv_pwrite_zeroes(j->bs, offset, n, 0)
-                                              : bdrv_pwrite(j->bs, offset, n, data);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Error while writing to COW image");
-    }
-    return ret;
-}
-
 /*
- * -c: write the whole clusters of [start, end) that hold a differing
- * sector, compressed.  [start, end) is unallocated in bs and lies in one
- * chunk; clusters not wholly inside it fall back to plain writes.
+ * Copy into bs what differs between its old and new backing views where
+ * bs does not allocate: the copy pipeline's rebase mode (copy_pipeline.h),
+ * workers reading and comparing both views, one writer writing bs in
+ * address order.
  */
-static int write_compressed_clusters(RebaseJob *j, int64_t chunk_off, int64_t start, int64_t end,
-                                     Error **errp)
-{
-    int64_t len = bdrv_getlength(j->bs);
-    for (int64_t c = ROUND_DOWN(start, j->cluster); c < end; c += j->cluster) {
-        int64_t cs = MAX(c, start), ce = MIN(c + j->cluster, end);
-        int64_t n = ce - cs;
-        if (sector_run(j->buf_old + (cs - chunk_off), j->buf_new + (cs - chunk_off), n, true) ==
-            n) {
-            continue; /* nothing differs in this cluster */
-        }
-        const uint8_t *data = j->buf_old + (cs - chunk_off);
-        bool whole = cs == c && (ce == c + j->cluster || ce == len);
-        int ret;
-        if (whole && !buffer_is_zero(data, (size_t)n)) {
-            ret = bdrv_pwrite_compressed(j->bs, cs, n, data);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "Error while writing to COW image");
-                return ret;
-            }
-        } else if ((ret = write_old(j, cs, n, data, errp)) < 0) {
-            return ret;
-        }
-    }
-    return 0;
-}
-
-/* Copy into bs what differs between old and new backing in [offset, +n). */
-static int rebase_range(RebaseJob *j, int64_t offset, int64_t n, Error **errp)
-{
-    if (read_below(j->bs->backing, offset, n, j->buf_old) < 0) {
-        error_setg(errp, "error while reading from old backing file");
-        return -EIO;
-    }
-    if (read_below(j->new_bs, offset, n, j->buf_new) < 0) {
-        error_setg(errp, "error while reading from new backing file");
-        return -EIO;
-    }
-    if (j->o->compress) {
-        return write_compressed_clusters(j, offset, offset, offset + n, errp);
-    }
-    for (int64_t done = 0; done < n;) {
-        uint8_t *a = j->buf_old + done, *b = j->buf_new + done;
-        int64_t same = sector_run(a, b, n - done, true);
-        done += same;
-        if (done >= n) {
-            break;
-        }
-        int64_t diff = sector_run(j->buf_old + done, j->buf_new + done, n - done, false);
-        int ret = write_old(j, offset + done, diff, j->buf_old + done, errp);
-        if (ret < 0) {
-            return ret;
-        }
-        done += diff;
-    }
-    return 0;
-}
-
 static int rebase_copy(RebaseJob *j, Error **errp)
 {
-    int64_t size = bdrv_getlength(j->bs);
-    for (int64_t offset = 0; offset < size;) {
-        int64_t n = MIN(REBASE_CHUNK, size - offset);
-        int st = bdrv_block_status(j->bs, false, offset, n, &n, NULL, NULL);
-        int ret = st;
-        if (st >= 0 && !(st & BDRV_BLOCK_ALLOCATED) && j->prefix) {
-            /* unchanged since the new backing: nothing can differ */
-            ret = cmds_status_above(j->bs->backing, j->prefix, offset, n, &n);
-            ret = ret < 0 ? ret : !!(ret & BDRV_BLOCK_ALLOCATED);
-        }
-        if (ret < 0) {
-            error_setg(errp, "error while reading image metadata: %s", strerror(-ret));
-            return ret;
-        }
-        bool todo = !(st & BDRV_BLOCK_ALLOCATED) && (!j->prefix || ret > 0);
-        if (todo && (ret = rebase_range(j, offset, n, errp)) < 0) {
-            return ret;
-        }
-        offset += n;
-        if (j->o->progress.fn) {
-            j->o->progress.fn(j->o->progress.opaque, offset, size);
-        }
-    }
-    return 0;
+    CopySource src = {.bs = j->bs, .name = j->o->filename, .length = -1};
+    CopyRebase rb = {.old_backing = j->bs->backing, .new_backing = j->new_bs, .prefix = j->prefix};
+    /* The writer copies as many bytes as the workers do (page cache in,
+     * page cache out): it gets a CPU of its own. */
+    int threads = j->o->threads > 0 ? j->o->threads : MAX(1, img_default_threads() - 1);
+    CopyParams p = {
+        .mode = COPY_MODE_REBASE,
+        .rebase = &rb,
+        .src = &src,
+        .n_src = 1,
+        .target = j->bs,
+        .compress = j->o->compress,
+        .threads = threads,
+        .max_inflight = threads + 1, /* a small window stays in the CPU caches */
+        .progress = j->o->progress.fn,
+        .progress_opaque = j->o->progress.opaque,
+    };
+    return copy_pipeline_run(&p, errp);
 }
 
 /* Open (or find in bs's chain) the new backing file for safe mode. */
@@ -254,15 +163,7 @@ static int do_rebase(const RebaseOpts *o, BlockDriverState *bs, Error **errp)
     if ((ret = open_new_backing(&j, errp)) < 0) {
         return ret;
     }
-    j.cluster = bdrv_get_cluster_size(bs);
-    if (j.cluster <= 0) {
-        j.cluster = 65536;
-    }
-    j.buf_old = xmemalign(4096, REBASE_CHUNK);
-    j.buf_new = xmemalign(4096, REBASE_CHUNK);
     ret = rebase_copy(&j, errp);
-    free(j.buf_old);
-    free(j.buf_new);
     if (ret == 0 && (ret = bdrv_flush(bs)) < 0) {
         error_setg_errno(errp, -ret, "Could not flush '%s'", o->filename);
     }
@@ -307,6 +208,15 @@ int img_rebase(const RebaseOpts *o, Error **errp)
 }
 
 /* ---- argv front end ---- */
+
+/* IMGPIPE_THREADS=N (1..COPY_MAX_THREADS): pipeline workers; else 0 (default). */
+static int qimg_env_threads(void)
+{
+    const char *v = getenv("IMGPIPE_THREADS");
+    char *end;
+    long n = v ? strtol(v, &end, 10) : 0;
+    return v && *v && !*end && n >= 1 && n <= COPY_MAX_THREADS ? (int)n : 0;
+}
 
 int qimg_rebase(int argc, char **argv)
 {
@@ -364,6 +274,7 @@ int qimg_rebase(int argc, char **argv)
         return qimg_usage("Must specify backing file (-b) or use unsafe mode (-u)");
     }
     o.filename = argv[optind];
+    o.threads = qimg_env_threads();
     progress_init(progress, 2.f);
     o.progress = progress_engine_hook();
     Error *err = NULL;
