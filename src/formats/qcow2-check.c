@@ -21,10 +21,17 @@
  *     refcount structure is rebuilt after the existing data (-r all).
  *  3. Tables are read straight from the file after the metadata caches are
  *     flushed; anything we rewrite directly is dropped from the caches.
+ *     Every repair write passes the metadata overlap check first
+ *     (qcow2-check-meta.c); a hit marks the image corrupt and stops the
+ *     repair where qemu's stops, so that the repaired files agree.
  *  4. Image bytes never size an allocation beyond the file: the in-memory
  *     array covers the file's clusters (at most INT_MAX, as QEMU) plus the
  *     last partial cluster; references further out are reported, not
  *     counted.
+ *  5. Order of a check, as qemu's: the snapshot table (check mode opens the
+ *     image without it), the refcount walk and comparison, OFLAG_COPIED,
+ *     then the snapshot table repair.  The rebuild of the refcount
+ *     structure is in qcow2-check-rebuild.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,65 +39,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/qcow2.h"
+#include "formats/qcow2-check.h"
 
-#define CHECK_FRAG_INFO 0x2
+/* ---- counting ---- */
 
-typedef struct CheckCtx {
-    BlockDriverState *bs;
-    BDRVQcow2State *s;
-    BdrvCheckResult *res;
-    uint8_t *rc;             /* in-memory refcounts, packed like a refcount block */
-    int64_t nb_clusters;     /* clusters the array covers */
-    bool rebuild;            /* the refcount structure must be rebuilt */
-    int order;               /* refcount width of rc (the image's, or amend's new one) */
-    int block_bits;          /* log2(entries per refcount block) at that width */
-    uint64_t max;            /* largest refcount at that width */
-    bool amend;              /* amend mode: an overflow is an error, not a finding */
-    int64_t overflow_at;     /* amend mode: first cluster that would overflow, or -1 */
-    int64_t next_contiguous; /* fragmentation: where the next cluster should be */
-} CheckCtx;
-
-/* ---- the in-memory refcount array ---- */
-
-static size_t rc_array_bytes(const CheckCtx *c, int64_t clusters)
-{
-    /* whole clusters, so that any refblock-sized slice is inside the array */
-    const BDRVQcow2State *s = c->s;
-    uint64_t bits = (uint64_t)clusters << c->order;
-    uint64_t bytes = DIV_ROUND_UP(bits, 8);
-    return (size_t)ROUND_UP(bytes, (uint64_t)s->cluster_size);
-}
-
-static uint64_t rc_get(const CheckCtx *c, int64_t cluster)
-{
-    return qcow2_refblock_get(c->rc, c->order, (uint64_t)cluster);
-}
-
-static void rc_set(CheckCtx *c, int64_t cluster, uint64_t v)
-{
-    qcow2_refblock_set(c->rc, c->order, (uint64_t)cluster, v);
-}
-
-static int rc_resize(CheckCtx *c, int64_t new_nb)
-{
-    if (new_nb > INT_MAX) {
-        return -EFBIG;
-    }
-    size_t old_bytes = c->rc ? rc_array_bytes(c, c->nb_clusters) : 0;
-    size_t new_bytes = rc_array_bytes(c, new_nb);
-    if (new_bytes != old_bytes || !c->rc) {
-        c->rc = xrealloc(c->rc, MAX(new_bytes, 1));
-        if (new_bytes > old_bytes) {
-            memset(c->rc + old_bytes, 0, new_bytes - old_bytes);
-        }
-    }
-    c->nb_clusters = new_nb;
-    return 0;
-}
-
-/* Count one use of every cluster touched by host range [offset, +size). */
-static int inc_refcounts(CheckCtx *c, int64_t offset, int64_t size)
+int qcow2_check_inc_refcounts(CheckCtx *c, int64_t offset, int64_t size)
 {
     BDRVQcow2State *s = c->s;
     if (size <= 0) {
@@ -113,13 +66,13 @@ static int inc_refcounts(CheckCtx *c, int64_t offset, int64_t size)
     int64_t first = offset >> s->cluster_bits, last = (int64_t)((end - 1) >> s->cluster_bits);
     for (int64_t k = first; k <= last; k++) {
         if (k >= c->nb_clusters) {
-            int ret = rc_resize(c, k + 1);
+            int ret = qcow2_check_rc_resize(c, k + 1);
             if (ret < 0) {
                 c->res->check_errors++;
                 return ret;
             }
         }
-        uint64_t v = rc_get(c, k);
+        uint64_t v = qcow2_check_rc_get(c, k);
         if (v == c->max && c->amend) {
             if (c->overflow_at < 0) {
                 c->overflow_at = k;
@@ -133,7 +86,7 @@ static int inc_refcounts(CheckCtx *c, int64_t offset, int64_t size)
             c->res->corruptions++;
             continue;
         }
-        rc_set(c, k, v + 1);
+        qcow2_check_rc_set(c, k, v + 1);
     }
     return 0;
 }
@@ -182,27 +135,44 @@ static int check_compressed(CheckCtx *c, uint64_t *entry, uint64_t bitmap, uint3
     }
     uint64_t coffset, nb;
     qcow2_compressed_desc_decode(s->cluster_bits, *entry, &coffset, &nb);
-    int ret = inc_refcounts(c, (int64_t)coffset, (int64_t)nb);
+    int ret = qcow2_check_inc_refcounts(c, (int64_t)coffset, (int64_t)nb);
     count_frag(c, flags, 0, true);
     return ret;
 }
 
-/* Rewrite one L2 entry on disk (check repairs); the cache copy is dropped. */
-static int write_l2_entry_direct(CheckCtx *c, uint64_t l2_offset, uint32_t i, const uint8_t *l2)
+/* Rewrite one L2 entry on disk (check repairs); the cache copy is dropped.
+ * An overlap with other metadata aborts the walk (-EIO, reported); a
+ * failed write is reported and counted, and the walk goes on (1). */
+static int write_l2_entry_direct(CheckCtx *c, uint64_t l2_offset, uint32_t i, const uint8_t *l2,
+                                 bool active)
 {
     BDRVQcow2State *s = c->s;
     size_t esize = 8 * (size_t)s->l2_entry_words;
-    int ret = bfile_pwrite(c->bs->file, (int64_t)(l2_offset + i * esize), l2 + i * esize, esize);
+    int64_t at = (int64_t)(l2_offset + i * esize);
+    int ret = qcow2_pre_write_overlap_check(
+        c->bs, active ? QCOW2_OL_ACTIVE_L2 : QCOW2_OL_INACTIVE_L2, at, (int64_t)esize);
+    if (ret < 0) {
+        msg_report("ERROR: Overlap check failed");
+        c->res->check_errors++;
+        return ret;
+    }
+    ret = bfile_pwrite(c->bs->file, at, l2 + i * esize, esize);
     if (ret == 0) {
         ret = bfile_flush(c->bs->file);
     }
     qcow2_cache_discard_offset(s->l2_table_cache, l2_offset);
-    return ret;
+    if (ret < 0) {
+        msg_report("ERROR: Failed to overwrite L2 table entry: %s", strerror(-ret));
+        c->res->check_errors++;
+        return 1;
+    }
+    return 0;
 }
 
-/* Returns 1 when the entry was repaired to a plain zero cluster (not counted). */
+/* Returns 1 when the entry was repaired to a plain zero cluster (not
+ * counted), 0 when it is still to be counted, or -errno. */
 static int check_unaligned(CheckCtx *c, uint64_t l2_offset, uint8_t *l2, uint32_t i, uint64_t entry,
-                           uint64_t bitmap, int fix)
+                           uint64_t bitmap, int fix, bool active)
 {
     BDRVQcow2State *s = c->s;
     uint64_t offset = entry & L2E_OFFSET_MASK;
@@ -222,11 +192,9 @@ static int check_unaligned(CheckCtx *c, uint64_t l2_offset, uint8_t *l2, uint32_
         return 0;
     }
     set_l2_entry(s, l2, i, s->extended_l2 ? 0 : QCOW_OFLAG_ZERO);
-    int ret = write_l2_entry_direct(c, l2_offset, i, l2);
-    if (ret < 0) {
-        msg_report("ERROR: Failed to overwrite L2 table entry: %s", strerror(-ret));
-        c->res->check_errors++;
-        return ret;
+    int ret = write_l2_entry_direct(c, l2_offset, i, l2, active);
+    if (ret != 0) {
+        return ret < 0 ? ret : 0;
     }
     c->res->corruptions--;
     c->res->corruptions_fixed++;
@@ -234,7 +202,7 @@ static int check_unaligned(CheckCtx *c, uint64_t l2_offset, uint8_t *l2, uint32_
 }
 
 static int check_l2_entry(CheckCtx *c, uint64_t l2_offset, uint8_t *l2, uint32_t i, int flags,
-                          int fix)
+                          int fix, bool active)
 {
     BDRVQcow2State *s = c->s;
     uint64_t entry = get_l2_entry(s, l2, i);
@@ -257,28 +225,28 @@ static int check_l2_entry(CheckCtx *c, uint64_t l2_offset, uint8_t *l2, uint32_t
                        offset);
         }
         if (offset_into_cluster(s, (int64_t)offset)) {
-            int r = check_unaligned(c, l2_offset, l2, i, entry, bitmap, fix);
+            int r = check_unaligned(c, l2_offset, l2, i, entry, bitmap, fix, active);
             if (r != 0) {
                 return r < 0 ? r : 0;
             }
         }
         count_frag(c, flags, offset, false);
         if (!has_data_file(s)) {
-            return inc_refcounts(c, (int64_t)offset, s->cluster_size);
+            return qcow2_check_inc_refcounts(c, (int64_t)offset, s->cluster_size);
         }
         return 0;
     }
     case QCOW2_CLUSTER_UNALLOCATED:
         if (bitmap & QCOW_L2_BITMAP_ALL_ALLOC) {
             c->res->corruptions++;
-            msg_report("ERROR: Unallocated cluster has non-zero subcluster allocation bitmap");
+            msg_report("ERROR: Unallocated cluster has non-zero subcluster allocation map");
         }
         return 0;
     default: return 0;
     }
 }
 
-static int check_l2(CheckCtx *c, uint64_t l2_offset, int flags, int fix)
+static int check_l2(CheckCtx *c, uint64_t l2_offset, int flags, int fix, bool active)
 {
     BDRVQcow2State *s = c->s;
     uint8_t *l2 = xmalloc(s->cluster_size);
@@ -291,19 +259,20 @@ static int check_l2(CheckCtx *c, uint64_t l2_offset, int flags, int fix)
     }
     c->next_contiguous = 0; /* as QEMU, contiguity is judged within one table */
     for (uint32_t i = 0; i < s->l2_size && ret == 0; i++) {
-        ret = check_l2_entry(c, l2_offset, l2, i, flags, fix);
+        ret = check_l2_entry(c, l2_offset, l2, i, flags, fix, active);
     }
     free(l2);
     return ret;
 }
 
-static int check_l1(CheckCtx *c, uint64_t l1_offset, uint32_t l1_size, int flags, int fix)
+static int check_l1(CheckCtx *c, uint64_t l1_offset, uint32_t l1_size, int flags, int fix,
+                    bool active)
 {
     if (!l1_size) {
         return 0;
     }
     size_t bytes = (size_t)l1_size * 8;
-    int ret = inc_refcounts(c, (int64_t)l1_offset, (int64_t)bytes);
+    int ret = qcow2_check_inc_refcounts(c, (int64_t)l1_offset, (int64_t)bytes);
     if (ret < 0) {
         return ret;
     }
@@ -325,7 +294,7 @@ static int check_l1(CheckCtx *c, uint64_t l1_offset, uint32_t l1_size, int flags
             c->res->corruptions++;
         }
         uint64_t l2_offset = e & L1E_OFFSET_MASK;
-        ret = inc_refcounts(c, (int64_t)l2_offset, c->s->cluster_size);
+        ret = qcow2_check_inc_refcounts(c, (int64_t)l2_offset, c->s->cluster_size);
         if (ret < 0) {
             break;
         }
@@ -335,7 +304,7 @@ static int check_l1(CheckCtx *c, uint64_t l1_offset, uint32_t l1_size, int flags
                        l2_offset);
             c->res->corruptions++;
         }
-        ret = check_l2(c, l2_offset, flags, fix);
+        ret = check_l2(c, l2_offset, flags, fix, active);
     }
     free(l1);
     return ret;
@@ -364,7 +333,7 @@ static int check_snapshot_l1s(CheckCtx *c, int fix)
             c->res->corruptions++;
             continue;
         }
-        int ret = check_l1(c, sn->l1_table_offset, sn->l1_size, 0, fix);
+        int ret = check_l1(c, sn->l1_table_offset, sn->l1_size, 0, fix, false);
         if (ret < 0) {
             return ret;
         }
@@ -383,7 +352,7 @@ static int repair_refblock_outside(CheckCtx *c, uint64_t offset)
         Error *err = NULL;
         ret = bfile_truncate(c->bs->file, (int64_t)(offset + s->cluster_size), PREALLOC_OFF, &err);
         if (ret < 0) {
-            msg_report("%s", error_get_pretty(err));
+            qcow2_check_error("%s", error_get_pretty(err));
             error_free(err);
         }
     }
@@ -391,7 +360,7 @@ static int repair_refblock_outside(CheckCtx *c, uint64_t offset)
         int64_t size = bfile_getlength(c->bs->file);
         ret = size < 0 ? (int)size : 0;
         if (ret == 0 && size_to_clusters(s, (uint64_t)size) > c->nb_clusters) {
-            ret = rc_resize(c, size_to_clusters(s, (uint64_t)size));
+            ret = qcow2_check_rc_resize(c, size_to_clusters(s, (uint64_t)size));
             if (ret < 0) {
                 c->res->check_errors++;
                 return ret;
@@ -408,7 +377,7 @@ static int repair_refblock_outside(CheckCtx *c, uint64_t offset)
     }
     c->res->corruptions--;
     c->res->corruptions_fixed++;
-    return inc_refcounts(c, (int64_t)offset, s->cluster_size);
+    return qcow2_check_inc_refcounts(c, (int64_t)offset, s->cluster_size);
 }
 
 static int check_refblocks(CheckCtx *c, int fix)
@@ -445,13 +414,13 @@ static int check_refblocks(CheckCtx *c, int fix)
             continue;
         }
         if (offset != 0) {
-            int ret = inc_refcounts(c, (int64_t)offset, s->cluster_size);
+            int ret = qcow2_check_inc_refcounts(c, (int64_t)offset, s->cluster_size);
             if (ret < 0) {
                 return ret;
             }
-            if (rc_get(c, cluster) != 1) {
+            if (qcow2_check_rc_get(c, cluster) != 1) {
                 msg_report("ERROR refcount block %" PRId64 " refcount=%" PRIu64, (int64_t)i,
-                           rc_get(c, cluster));
+                           qcow2_check_rc_get(c, cluster));
                 c->res->corruptions++;
                 c->rebuild = true;
             }
@@ -463,28 +432,29 @@ static int check_refblocks(CheckCtx *c, int fix)
 /* Lets qcow2-bitmap.c count its clusters without seeing CheckCtx. */
 static int count_cb(void *opaque, int64_t offset, int64_t size)
 {
-    return inc_refcounts(opaque, offset, size);
+    return qcow2_check_inc_refcounts(opaque, offset, size);
 }
 
-static int calculate_refcounts(CheckCtx *c, int fix)
+int qcow2_check_calculate_refcounts(CheckCtx *c, int fix)
 {
     BDRVQcow2State *s = c->s;
-    int ret = inc_refcounts(c, 0, s->cluster_size); /* header */
+    int ret = qcow2_check_inc_refcounts(c, 0, s->cluster_size); /* header */
     if (ret == 0) {
-        ret = check_l1(c, s->l1_table_offset, s->l1_size, CHECK_FRAG_INFO, fix);
+        ret = check_l1(c, s->l1_table_offset, s->l1_size, CHECK_FRAG_INFO, fix, true);
     }
     if (ret == 0) {
         ret = check_snapshot_l1s(c, fix);
     }
     if (ret == 0) {
-        ret = inc_refcounts(c, (int64_t)s->snapshots_offset, s->snapshots_size);
+        ret = qcow2_check_inc_refcounts(c, (int64_t)s->snapshots_offset, s->snapshots_size);
     }
     if (ret == 0) {
-        ret = inc_refcounts(c, (int64_t)s->refcount_table_offset,
-                            (int64_t)s->refcount_table_size * 8);
+        ret = qcow2_check_inc_refcounts(c, (int64_t)s->refcount_table_offset,
+                                        (int64_t)s->refcount_table_size * 8);
     }
     if (ret == 0 && s->crypto_header_length) {
-        ret = inc_refcounts(c, (int64_t)s->crypto_header_offset, (int64_t)s->crypto_header_length);
+        ret = qcow2_check_inc_refcounts(c, (int64_t)s->crypto_header_offset,
+                                        (int64_t)s->crypto_header_length);
     }
     if (ret == 0) {
         ret = qcow2_check_bitmaps_refcounts(c->bs, c->res, count_cb, c);
@@ -500,7 +470,7 @@ static void compare_refcounts(CheckCtx *c, int fix, int64_t *highest)
     BDRVQcow2State *s = c->s;
     *highest = 0;
     for (int64_t i = 0; i < c->nb_clusters; i++) {
-        uint64_t on_disk, expected = rc_get(c, i);
+        uint64_t on_disk, expected = qcow2_check_rc_get(c, i);
         int ret = qcow2_get_refcount(c->bs, i, &on_disk);
         if (ret < 0) {
             msg_report("Can't get refcount for cluster %" PRId64 ": %s", i, strerror(-ret));
@@ -584,6 +554,15 @@ static int check_oflag_copied_l2(CheckCtx *c, uint64_t l2_offset, bool repair)
         }
     }
     if (dirty) {
+        ret = qcow2_pre_write_overlap_check(c->bs, QCOW2_OL_ACTIVE_L2, (int64_t)l2_offset,
+                                            s->cluster_size);
+        if (ret < 0) {
+            msg_report("ERROR: Could not write L2 table; metadata overlap check failed: %s",
+                       strerror(-ret));
+            c->res->check_errors++;
+            free(l2);
+            return ret;
+        }
         ret = bfile_pwrite(c->bs->file, (int64_t)l2_offset, l2, s->cluster_size);
         if (ret == 0) {
             ret = bfile_flush(c->bs->file);
@@ -629,7 +608,12 @@ static int check_oflag_copied(CheckCtx *c, int fix)
                        repair ? "Repairing" : "ERROR", (int)i, l1e, refcount);
             if (repair) {
                 s->l1_table[i] = copied_fixed(l1e, refcount);
-                int ret = qcow2_write_l1_entry(c->bs, i);
+                /* the entry is written with its 512-byte neighbourhood */
+                int64_t at = (int64_t)(s->l1_table_offset + (i & ~63u) * 8ULL);
+                int ret = qcow2_pre_write_overlap_check(c->bs, QCOW2_OL_ACTIVE_L1, at, 512);
+                if (ret == 0) {
+                    ret = qcow2_write_l1_entry(c->bs, i);
+                }
                 if (ret < 0) {
                     c->res->check_errors++;
                     return ret;
@@ -638,290 +622,14 @@ static int check_oflag_copied(CheckCtx *c, int fix)
                 c->res->corruptions_fixed++;
             }
         }
-        if (offset_into_cluster(s, (int64_t)l2_offset)) {
-            continue; /* reported by the L1 walk */
-        }
+        /* an unaligned table was reported by the walk; qemu still reads
+         * (and may repair) what is there, and so do we */
         int ret = check_oflag_copied_l2(c, l2_offset, repair);
         if (ret < 0) {
             return ret;
         }
     }
     return 0;
-}
-
-/* ---- rebuilding the refcount structure (-r all) ---- */
-
-/* Take `count` free clusters in the in-memory array (growing it past the
- * end when needed), searching from *first_free; returns the host offset. */
-static int64_t alloc_clusters_imrt(CheckCtx *c, int64_t count, int64_t *first_free)
-{
-    int64_t cluster = *first_free, contiguous = 0;
-    bool first_gap = true;
-    for (; cluster < c->nb_clusters && contiguous < count; cluster++) {
-        if (!rc_get(c, cluster)) {
-            contiguous++;
-            if (first_gap) {
-                *first_free = cluster;
-                first_gap = false;
-            }
-        } else {
-            contiguous = 0;
-        }
-    }
-    if (contiguous < count) {
-        int ret = rc_resize(c, cluster + count - contiguous);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    cluster -= contiguous;
-    for (int64_t i = 0; i < count; i++) {
-        rc_set(c, cluster + i, 1);
-    }
-    return cluster << c->s->cluster_bits;
-}
-
-typedef struct NewReftable {
-    uint64_t *entries; /* host order */
-    uint32_t n;
-} NewReftable;
-
-/*
- * Write a refcount block for every block-sized group of clusters in
- * [first, end) that has a used cluster, allocating blocks as needed.
- * Returns 1 if the table had to grow, 0 if not, or -errno.
- */
-static int write_refblocks(CheckCtx *c, int64_t first, int64_t end, NewReftable *rt)
-{
-    BDRVQcow2State *s = c->s;
-    int64_t first_free = 0;
-    int grown = 0;
-    for (int64_t cluster = first; cluster < end; cluster++) {
-        if (!rc_get(c, cluster)) {
-            continue;
-        }
-        uint64_t idx = (uint64_t)cluster >> c->block_bits;
-        int64_t block_start = (int64_t)(idx << c->block_bits);
-        if (idx >= rt->n || !rt->entries[idx]) {
-            first_free = MAX(first_free, block_start);
-            int64_t off = alloc_clusters_imrt(c, 1, &first_free);
-            if (off < 0) {
-                msg_report("ERROR allocating refblock: %s", strerror((int)-off));
-                return (int)off;
-            }
-            end = MAX(end, (off >> s->cluster_bits) + 1);
-            if (idx >= rt->n) {
-                uint64_t bytes = ROUND_UP((idx + 1) * 8, (uint64_t)s->cluster_size);
-                if (bytes > QCOW2_MAX_REFTABLE_SIZE) {
-                    msg_report("ERROR refcount table would be too large");
-                    return -EFBIG;
-                }
-                rt->entries = xrealloc(rt->entries, bytes);
-                memset(rt->entries + rt->n, 0, bytes - (size_t)rt->n * 8);
-                rt->n = (uint32_t)(bytes / 8);
-                grown = 1;
-            }
-            rt->entries[idx] = (uint64_t)off;
-        }
-        /* the block is the matching slice of the in-memory array */
-        const uint8_t *slice = c->rc + idx * s->cluster_size;
-        int ret = bfile_pwrite(c->bs->file, (int64_t)rt->entries[idx], slice, s->cluster_size);
-        if (ret < 0) {
-            msg_report("ERROR writing refblock: %s", strerror(-ret));
-            return ret;
-        }
-        cluster = block_start + ((int64_t)1 << c->block_bits) - 1;
-    }
-    return grown;
-}
-
-static int install_reftable(CheckCtx *c, NewReftable *rt, int64_t offset, uint32_t clusters)
-{
-    BDRVQcow2State *s = c->s;
-    size_t bytes = (size_t)rt->n * 8;
-    uint64_t *be = xmalloc(MAX(bytes, 8));
-    for (uint32_t i = 0; i < rt->n; i++) {
-        st64_be(&be[i], rt->entries[i]);
-    }
-    int ret = bfile_pwrite(c->bs->file, offset, be, bytes);
-    free(be);
-    if (ret == 0) {
-        ret = bfile_flush(c->bs->file);
-    }
-    if (ret == 0) {
-        ret = qcow2_write_reftable_header(c->bs, (uint64_t)offset, clusters);
-    }
-    if (ret < 0) {
-        msg_report("ERROR writing reftable: %s", strerror(-ret));
-        return ret;
-    }
-    free(s->refcount_table);
-    s->refcount_table = rt->entries;
-    s->refcount_table_size = rt->n;
-    s->refcount_table_offset = (uint64_t)offset;
-    s->max_refcount_table_index = 0;
-    for (uint32_t i = 0; i < rt->n; i++) {
-        if (rt->entries[i]) {
-            s->max_refcount_table_index = i + 1;
-        }
-    }
-    s->free_cluster_index = 0;
-    rt->entries = NULL;
-    return 0;
-}
-
-/* Write refcount blocks for everything counted in c->rc and a table for
- * them after the used clusters; rt_offset and rt_clusters locate the table. */
-static int build_refcount_structure(CheckCtx *c, NewReftable *rt, int64_t *rt_offset,
-                                    uint32_t *rt_clusters)
-{
-    BDRVQcow2State *s = c->s;
-    int64_t offset = -1;
-    uint32_t clusters = 0;
-
-    int ret = qcow2_cache_empty(c->bs, s->refcount_block_cache);
-    if (ret == 0) {
-        ret = write_refblocks(c, 0, c->nb_clusters, rt);
-    }
-    /* placing the table may need new blocks, which may grow the table... */
-    while (ret > 0) {
-        int64_t first_free = 0;
-        clusters = (uint32_t)size_to_clusters(s, (uint64_t)rt->n * 8);
-        offset = alloc_clusters_imrt(c, clusters, &first_free);
-        if (offset < 0) {
-            msg_report("ERROR allocating reftable: %s", strerror((int)-offset));
-            ret = (int)offset;
-            break;
-        }
-        int64_t start = offset >> s->cluster_bits;
-        ret = write_refblocks(c, start, start + clusters, rt);
-    }
-    if (ret == 0 && offset < 0) {
-        ret = -EIO; /* an image always has used clusters: cannot happen */
-    }
-    *rt_offset = offset;
-    *rt_clusters = clusters;
-    return ret;
-}
-
-static int rebuild_refcount_structure(CheckCtx *c)
-{
-    NewReftable rt = {NULL, 0};
-    int64_t offset;
-    uint32_t clusters;
-    int ret = build_refcount_structure(c, &rt, &offset, &clusters);
-    if (ret == 0) {
-        ret = install_reftable(c, &rt, offset, clusters);
-    }
-    free(rt.entries);
-    return ret;
-}
-
-/* ---- amend: a new refcount width ---- */
-
-/* Switch s to the new structure and point the header at it. */
-static int switch_refcount_structure(CheckCtx *c, NewReftable *rt, int64_t offset, Error **errp)
-{
-    BDRVQcow2State *s = c->s;
-    size_t bytes = (size_t)rt->n * 8;
-    uint64_t *be = xmalloc(MAX(bytes, 8));
-    for (uint32_t i = 0; i < rt->n; i++) {
-        st64_be(&be[i], rt->entries[i]);
-    }
-    int ret = bfile_pwrite(c->bs->file, offset, be, bytes);
-    free(be);
-    if (ret == 0) {
-        ret = bfile_flush(c->bs->file);
-    }
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to write the new reftable");
-        return ret;
-    }
-    BDRVQcow2State old = *s;
-    s->refcount_order = c->order;
-    s->refcount_bits = 1 << c->order;
-    s->refcount_max = c->max;
-    s->refcount_block_bits = c->block_bits;
-    s->refcount_block_size = 1u << c->block_bits;
-    s->refcount_table = rt->entries;
-    s->refcount_table_size = rt->n;
-    s->refcount_table_offset = (uint64_t)offset;
-    s->free_cluster_index = 0;
-    s->max_refcount_table_index = 0;
-    for (uint32_t i = 0; i < rt->n; i++) {
-        if (rt->entries[i]) {
-            s->max_refcount_table_index = i + 1;
-        }
-    }
-    ret = qcow2_update_header(c->bs);
-    if (ret < 0) {
-        *s = old;
-        error_setg_errno(errp, -ret, "Failed to update the image header");
-        return ret;
-    }
-    rt->entries = NULL;
-    /* the old structure is now unused; the new one still counts it */
-    for (uint32_t i = 0; i < old.refcount_table_size; i++) {
-        uint64_t off = old.refcount_table[i] & REFT_OFFSET_MASK;
-        if (off && !offset_into_cluster(s, (int64_t)off)) {
-            qcow2_update_refcount(c->bs, (int64_t)off, s->cluster_size, -1, QCOW2_DISCARD_OTHER);
-        }
-    }
-    qcow2_update_refcount(c->bs, (int64_t)old.refcount_table_offset,
-                          (int64_t)old.refcount_table_size * 8, -1, QCOW2_DISCARD_OTHER);
-    free(old.refcount_table);
-    return qcow2_flush_caches(c->bs);
-}
-
-int qcow2_change_refcount_order(BlockDriverState *bs, int new_order, Error **errp)
-{
-    BDRVQcow2State *s = qcow2_state(bs);
-    BdrvCheckResult res = {0};
-    CheckCtx c = {.bs = bs,
-                  .s = s,
-                  .res = &res,
-                  .order = new_order,
-                  .block_bits = s->cluster_bits + 3 - new_order,
-                  .max = new_order == 6 ? UINT64_MAX : (1ULL << (1 << new_order)) - 1,
-                  .amend = true,
-                  .overflow_at = -1};
-    NewReftable rt = {NULL, 0};
-    int64_t offset;
-    uint32_t clusters;
-
-    int ret = qcow2_flush_caches(bs);
-    int64_t size = ret < 0 ? ret : bfile_getlength(bs->file);
-    ret = size < 0 ? (int)size : rc_resize(&c, size_to_clusters(s, (uint64_t)size));
-    if (ret == 0) {
-        ret = calculate_refcounts(&c, 0);
-    }
-    if (ret == 0 && (res.corruptions || res.check_errors)) {
-        ret = -EIO;
-    }
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to count the references of the image");
-        goto out;
-    }
-    if (c.overflow_at >= 0) {
-        uint64_t rc = 0;
-        qcow2_get_refcount(bs, c.overflow_at, &rc);
-        error_setg(errp,
-                   "Cannot decrease refcount entry width to %i bits: Cluster at offset %#" PRIx64
-                   " has a refcount of %" PRIu64,
-                   1 << new_order, (uint64_t)c.overflow_at << s->cluster_bits, rc);
-        ret = -EINVAL;
-        goto out;
-    }
-    ret = build_refcount_structure(&c, &rt, &offset, &clusters);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to write the new refcount structure");
-        goto out;
-    }
-    ret = switch_refcount_structure(&c, &rt, offset, errp);
-out:
-    free(rt.entries);
-    free(c.rc);
-    return ret;
 }
 
 /* ---- top level ---- */
@@ -946,9 +654,9 @@ static int recheck_after_rebuild(CheckCtx *c, int fix, int64_t *highest)
     res->corruptions = 0;
     res->leaks = 0;
     c->rebuild = false;
-    memset(c->rc, 0, rc_array_bytes(c, c->nb_clusters));
+    memset(c->rc, 0, qcow2_check_rc_bytes(c, c->nb_clusters));
     memset(&res->bfi, 0, sizeof(res->bfi));
-    int ret = calculate_refcounts(c, 0);
+    int ret = qcow2_check_calculate_refcounts(c, 0);
     if (ret < 0) {
         return ret;
     }
@@ -990,13 +698,13 @@ static int check_refcounts(BlockDriverState *bs, BdrvCheckResult *res, int fix)
         res->check_errors++;
         return (int)size;
     }
-    int ret = rc_resize(&c, size_to_clusters(s, (uint64_t)size));
+    int ret = qcow2_check_rc_resize(&c, size_to_clusters(s, (uint64_t)size));
     if (ret < 0) {
         res->check_errors++;
         return ret;
     }
     res->bfi.total_clusters = (uint64_t)size_to_clusters(s, (uint64_t)bs->total_size);
-    ret = calculate_refcounts(&c, fix);
+    ret = qcow2_check_calculate_refcounts(&c, fix);
     if (ret < 0) {
         goto out;
     }
@@ -1004,10 +712,9 @@ static int check_refcounts(BlockDriverState *bs, BdrvCheckResult *res, int fix)
     compare_refcounts(&c, 0, &highest);
     if (c.rebuild && (fix & BDRV_FIX_ERRORS)) {
         msg_report("Rebuilding refcount structure");
-        ret = rebuild_refcount_structure(&c);
+        ret = qcow2_check_rebuild_refcounts(&c);
         if (ret < 0) {
-            res->check_errors++;
-            goto out;
+            goto out; /* reported and counted by the rebuild */
         }
         ret = recheck_after_rebuild(&c, fix, &highest);
         if (ret < 0) {
@@ -1034,42 +741,9 @@ out:
     return ret;
 }
 
-/*
- * Snapshot table findings that the refcount walk cannot see: version 3
- * requires the disk size in every entry's extra data.
- */
-static int check_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, int fix)
-{
-    BDRVQcow2State *s = qcow2_state(bs);
-    int incomplete = 0;
-    if (s->qcow_version < 3) {
-        return 0;
-    }
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        if (s->snapshots[i].extra_data_size < 16) {
-            res->corruptions++;
-            incomplete++;
-            msg_report("%s snapshot table entry %u is incomplete",
-                       fix & BDRV_FIX_ERRORS ? "Repairing" : "ERROR", i);
-        }
-    }
-    if (incomplete && (fix & BDRV_FIX_ERRORS)) {
-        /* rewriting the table stores the full extra data of every entry */
-        int ret = qcow2_write_snapshots(bs);
-        if (ret < 0) {
-            res->check_errors++;
-            msg_report("ERROR failed to update snapshot table: %s", strerror(-ret));
-            return ret;
-        }
-        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-            s->snapshots[i].extra_data_size = MAX(s->snapshots[i].extra_data_size, 24u);
-        }
-        res->corruptions -= incomplete;
-        res->corruptions_fixed += incomplete;
-    }
-    return 0;
-}
-
+/* qemu's order: the snapshot table first (check mode opened the image
+ * without it), then the refcounts (which count the table), then the table
+ * repair, which allocates with the refcounts made right. */
 int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res, int fix)
 {
     BdrvCheckResult sn_res = {0}, rc_res = {0};
@@ -1080,23 +754,25 @@ int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res, int fix)
         res->check_errors++;
         return ret;
     }
+    ret = qcow2_check_read_snapshot_table(bs, &sn_res, fix);
+    if (ret < 0) {
+        add_result(res, &sn_res);
+        return ret;
+    }
     ret = check_refcounts(bs, &rc_res, fix);
     add_result(res, &rc_res);
     res->image_end_offset = rc_res.image_end_offset;
     res->bfi = rc_res.bfi;
     if (ret < 0) {
+        add_result(res, &sn_res);
         return ret;
     }
-    ret = check_snapshot_table(bs, &sn_res, fix);
+    ret = qcow2_check_fix_snapshot_table(bs, &sn_res, fix);
     add_result(res, &sn_res);
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
     }
-    ret = qcow2_flush_caches(bs);
-    if (ret < 0) {
-        return ret;
-    }
-    if (fix && res->check_errors == 0 && res->corruptions == 0) {
+    if (ret == 0 && fix && res->check_errors == 0 && res->corruptions == 0) {
         ret = qcow2_mark_clean(bs);
         if (ret == 0) {
             ret = qcow2_mark_consistent(bs);
@@ -1108,6 +784,10 @@ int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res, int fix)
 int qcow2_check_slot(BlockDriverState *bs, BdrvCheckResult *res, int fix)
 {
     BDRVQcow2State *s = qcow2_state(bs);
+    if (s->dead) {
+        /* qemu drops the driver of an image it marked corrupt */
+        return -ENOMEDIUM;
+    }
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_check(bs, res, fix);
     pthread_mutex_unlock(&s->lock);

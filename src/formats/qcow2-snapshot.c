@@ -214,6 +214,10 @@ int qcow2_write_snapshots(BlockDriverState *bs)
         }
         ret = qcow2_flush_caches(bs);
         if (ret == 0) {
+            /* the header does not point here yet: this must be free space */
+            ret = qcow2_pre_write_overlap_check(bs, 0, table_offset, size);
+        }
+        if (ret == 0) {
             ret = bfile_pwrite(bs->file, table_offset, buf, (size_t)size);
         }
         free(buf);
@@ -221,7 +225,11 @@ int qcow2_write_snapshots(BlockDriverState *bs)
             ret = bfile_flush(bs->file);
         }
         if (ret < 0) {
-            qcow2_free_clusters(bs, table_offset, size, QCOW2_DISCARD_NEVER);
+            /* not on an image found corrupt meanwhile: qemu drops it then,
+             * and the freeing never reaches the disk */
+            if (!s->dead) {
+                qcow2_free_clusters(bs, table_offset, size, QCOW2_DISCARD_NEVER);
+            }
             return ret;
         }
     }

@@ -272,21 +272,26 @@ int qcow2_signal_corruption(BlockDriverState *bs, bool fatal, int64_t offset, in
         va_start(ap, fmt);
         msg = xvasprintf(fmt, ap);
         va_end(ap);
+        /* qemu prints these lines plain (no program name, no "warning:") */
         if (fatal) {
-            msg_warn("qcow2: Marking image as corrupt: %s; further corruption events will be "
-                     "suppressed",
-                     msg);
+            msg_report("qcow2: Marking image as corrupt: %s; further corruption events will be "
+                       "suppressed",
+                       msg);
         } else {
-            msg_warn("qcow2: Image is corrupt: %s; further non-fatal corruption events will be "
-                     "suppressed",
-                     msg);
+            msg_report("qcow2: Image is corrupt: %s; further non-fatal corruption events will "
+                       "be suppressed",
+                       msg);
         }
         free(msg);
         s->signaled_corruption = true;
     }
-    if (fatal && !(bs->open_flags & BDRV_O_CHECK)) {
+    if (fatal) {
         qcow2_mark_corrupt(bs);
-        bs->read_only = true; /* no further writes to a corrupt image */
+        if (bs->open_flags & BDRV_O_CHECK) {
+            s->dead = true; /* the running check goes on with the file, as qemu's */
+        } else {
+            bs->read_only = true; /* no further writes to a corrupt image */
+        }
     }
     return -EIO;
 }
@@ -592,11 +597,13 @@ static int check_tables(BlockDriverState *bs, const Qcow2Header *h, int flags, E
         error_setg(errp, "Reference count table offset invalid");
         return -EINVAL;
     }
-    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+    /* check mode opens without the snapshot table: check reads it itself
+     * and reports what is wrong with it (qcow2-check-meta.c) */
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS && !(flags & BDRV_O_CHECK)) {
         error_setg(errp, "Snapshot table too large");
         return -EFBIG;
     }
-    if (!table_offset_ok(s, h->snapshots_offset, h->nb_snapshots, 40)) {
+    if (!(flags & BDRV_O_CHECK) && !table_offset_ok(s, h->snapshots_offset, h->nb_snapshots, 40)) {
         error_setg(errp, "Snapshot table offset invalid");
         return -EINVAL;
     }
@@ -826,7 +833,12 @@ static int do_open(BlockDriverState *bs, const Opts *options, int flags, Error *
     if (ret == 0) {
         /* like qemu, whole sectors only: a size of 1 byte is an empty disk */
         bs->total_size = (int64_t)(h.size / BDRV_SECTOR_SIZE * BDRV_SECTOR_SIZE);
-        ret = qcow2_read_snapshots(bs, errp);
+        if (flags & BDRV_O_CHECK) {
+            s->nb_snapshots = 0;
+            s->snapshots_offset = 0;
+        } else {
+            ret = qcow2_read_snapshots(bs, errp);
+        }
     }
     if (ret == 0) {
         ret = qcow2_load_bitmaps(bs, errp);
@@ -888,7 +900,9 @@ static int qcow2_open(BlockDriverState *bs, const Opts *options, int flags, Erro
 static void qcow2_close(BlockDriverState *bs)
 {
     BDRVQcow2State *s = qcow2_state(bs);
-    if (!bs->read_only && s->l2_table_cache) {
+    /* a dead image (fatal corruption during check) is left as it is, as
+     * qemu, which has dropped the driver by then, does */
+    if (!bs->read_only && s->l2_table_cache && !s->dead) {
         pthread_mutex_lock(&s->lock);
         Error *err = NULL;
         if (qcow2_store_bitmaps(bs, &err) < 0) {
@@ -899,7 +913,10 @@ static void qcow2_close(BlockDriverState *bs)
         if (ret == 0 && s->wrote_compressed) {
             ret = qcow2_align_file_end(bs);
         }
-        if (ret == 0 && s->dirty_marked) {
+        /* qemu clears the dirty bit on every clean close; outside check
+         * mode it can only be ours (a dirty image is repaired on open), in
+         * check mode it is also the one the image came with */
+        if (ret == 0 && (s->dirty_marked || (bs->open_flags & BDRV_O_CHECK))) {
             qcow2_mark_clean(bs);
         }
         pthread_mutex_unlock(&s->lock);

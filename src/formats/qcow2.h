@@ -20,7 +20,9 @@
  *   qcow2-refcount.c  refcount table/blocks, cluster allocation, free
  *   qcow2-cache.c     the metadata cache (L2 tables, refcount blocks)
  *   qcow2-compress.c  zlib (raw deflate, 4 KiB window) and zstd codecs
- *   qcow2-check.c, qcow2-snapshot.c, qcow2-amend.c, qcow2-bitmap.c: qcow2ext
+ *   qcow2-check.c, qcow2-check-rebuild.c, qcow2-check-meta.c (private
+ *                     header qcow2-check.h), qcow2-snapshot.c, qcow2-amend.c,
+ *                     qcow2-bitmap.c: qcow2ext
  *   qcow2-bitmap-ops.c bitmap actions, write tracking, resize, measure
  *
  * Locking (THREAD_MODEL_PARALLEL): every function declared here expects
@@ -278,6 +280,8 @@ typedef struct BDRVQcow2State {
     bool metadata_preallocation_checked;
     bool metadata_preallocation;
     bool signaled_corruption;
+    bool dead; /* a fatal corruption was signaled in check mode: like qemu,
+                  which drops the driver then, a further check fails */
 
     /* header bookkeeping (for rewrites) */
     uint32_t header_length;         /* as read (72 for v2) */
@@ -684,6 +688,26 @@ int qcow2_check_bitmaps_refcounts(BlockDriverState *bs, BdrvCheckResult *res, Qc
 /* amend refcount_bits: rebuild the refcount structure at width 1 << new_order
  * (qcow2-check.c's counting walk), switch the header, free the old one. */
 int qcow2_change_refcount_order(BlockDriverState *bs, int new_order, Error **errp);
+/* Metadata kinds of the overlap check, as qemu's QCow2MetadataOverlap bits. */
+enum {
+    QCOW2_OL_MAIN_HEADER = 1 << 0,
+    QCOW2_OL_ACTIVE_L1 = 1 << 1,
+    QCOW2_OL_ACTIVE_L2 = 1 << 2,
+    QCOW2_OL_REFCOUNT_TABLE = 1 << 3,
+    QCOW2_OL_REFCOUNT_BLOCK = 1 << 4,
+    QCOW2_OL_SNAPSHOT_TABLE = 1 << 5,
+    QCOW2_OL_INACTIVE_L1 = 1 << 6,
+    QCOW2_OL_INACTIVE_L2 = 1 << 7,
+    QCOW2_OL_BITMAP_DIRECTORY = 1 << 8,
+};
+/*
+ * Before writing new metadata to host range [offset, +size) (check repairs,
+ * snapshot table rewrites): 0 if it overlaps no metadata of the kinds qemu
+ * checks by default ("cached": all but inactive L2 tables) other than those
+ * in `ign`; otherwise the corruption is signaled (fatal: the image is marked
+ * corrupt) and -EIO returned.  Implemented in qcow2-check-meta.c.  Lock held.
+ */
+int qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign, int64_t offset, int64_t size);
 /* The amend options, as `qemu-img amend -f qcow2 -o help` lists them
  * (driver slot amend_opts). */
 extern const OptDesc qcow2_amend_opts[];
