@@ -651,7 +651,8 @@ void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size, Qco
 {
     int ret = qcow2_update_refcount(bs, offset, size, -1, type);
     if (ret < 0) {
-        msg_warn("qcow2_free_clusters failed: %s", strerror(-ret));
+        /* qemu prints this one plain: no program name, no "warning:" */
+        msg_report("qcow2_free_clusters failed: %s", strerror(-ret));
     }
 }
 

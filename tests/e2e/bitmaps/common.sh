@@ -27,9 +27,7 @@ same_image() {
 
 # norm: error text without the program name and qemu's random node names
 # (qemu ends "...file to fix." without a newline; we end every message with one)
-norm() { sed -e 's/^qemu-img: /PROG: /' -e 's/^imgpipe: /PROG: /' -e 's/#block[0-9]*/#blockN/g' -e 's/image file to fix\./&\n/' \
-  -e 's/^PROG: warning: qcow2_free_clusters failed/qcow2_free_clusters failed/' | sed '/^$/d'; }
-# (qcow2-refcount.c reports a failed free as a warning; qemu prints it bare)
+norm() { sed -e 's/^qemu-img: /PROG: /' -e 's/^imgpipe: /PROG: /' -e 's/#block[0-9]*/#blockN/g' -e 's/image file to fix\./&\n/' | sed '/^$/d'; }
 
 # same_run WHAT IMG_Q IMG_O ARGS...: `qemu-img ARGS IMG_Q` vs `imgpipe run
 # ARGS IMG_O` (the image last, or where the word @IMG stands): same exit

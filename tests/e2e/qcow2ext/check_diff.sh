@@ -162,18 +162,7 @@ case_() {
 # Known differences: "NAME|MODE|SKIP|REGEX": in case NAME with -r MODE, the
 # stderr lines matching REGEX (extended regex, either tool) are not compared;
 # SKIP=1 also skips the after-repair comparison.
-FREE_FAILED='^(PROG: warning: )?qcow2_free_clusters failed: Invalid argument$'
 KNOWN=(
-  # qemu prints "qcow2_free_clusters failed: ..." as a plain line; imgpipe
-  # prints it as a warning ("imgpipe: warning: ..."), which the hardening
-  # fault tests (tests/e2e/hardening/faults.sh) match.  Freeing the bitmap
-  # clusters (or the old snapshot table) past EOF fails in both; the repair
-  # is otherwise identical.
-  "snapshot table past EOF|all|0|$FREE_FAILED"
-  "bitmap table entry past EOF|leaks|0|$FREE_FAILED"
-  "bitmap table entry past EOF|all|0|$FREE_FAILED"
-  "bitmap table past EOF|leaks|0|$FREE_FAILED"
-  "bitmap table past EOF|all|0|$FREE_FAILED"
   # On close qemu stores the persistent bitmaps of an image opened read-write
   # (allocating with the broken refcounts, which hits the bitmap directory:
   # the image is marked corrupt); imgpipe does not rewrite unchanged bitmaps
