@@ -6,6 +6,7 @@ PKGS=(
   build-essential cmake pkg-config          # toolchain
   libyaml-dev zlib1g-dev libzstd-dev        # recipes, compression
   libsqlite3-dev libssl-dev                 # build cache, SHA-256 and ciphers
+  nettle-dev                                # LUKS serpent/twofish (the library qemu uses)
   libcmocka-dev                             # unit tests
   qemu-utils                                # qemu-img: the test oracle, never used by the product
   python3 xxd e2fsprogs                     # test fixtures (crafted images, mkfs.ext4 -d)

@@ -1,23 +1,8 @@
 /*
- * luks-crypto.c — the algorithms behind LUKS (see luks.h), on OpenSSL EVP.
- *
- * Sector encryption follows dm-crypt / qemu's crypto/block.c: every 512-byte
- * sector is en/decrypted on its own, its IV made by the IV generator from
- * the sector number:
- *   plain    little-endian low 32 bits of the sector, zero-padded
- *   plain64  little-endian 64-bit sector, zero-padded
- *   essiv    E_salt(le64 sector, zero-padded to a block), salt = H(key),
- *            with a cipher whose key size is the digest size (dm-crypt's
- *            quirk: aes-128 + sha256 uses AES-256 for the IV)
- * ECB takes no IV.  CTR counts big-endian over the whole block (as
- * OpenSSL and nettle do).  XTS is IEEE P1619 with the tweak = the IV and
- * the key halves data|tweak.
- *
- * OpenSSL gaps filled here (both checked against OpenSSL's own modes in the
- * unit tests): XTS over any 16-byte block cipher (OpenSSL has no
- * AES-192-XTS) and CTR over any block cipher (no CAST5-CTR).  CAST5 lives
- * in OpenSSL 3's legacy provider, loaded into a private library context
- * so the default context stays untouched.
+ * luks-crypto.c — the algorithms behind LUKS (see luks.h) other than the
+ * sector cipher (luks-cipher.c): qemu's algorithm names, the checks qemu
+ * makes on a combination, hashes, PBKDF2 and the anti-forensic splitter,
+ * all on OpenSSL EVP.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,7 +10,6 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <openssl/provider.h>
 
 #include "common/util.h"
 #include "formats/luks-int.h"
@@ -97,63 +81,22 @@ size_t luks_hash_digest_len(LuksHash hash)
     return (unsigned)hash < LUKS_HASH__MAX ? hash_lens[hash] : 0;
 }
 
-/* ---- OpenSSL objects, fetched once ---- */
+/* ---- OpenSSL hashes, fetched once ---- */
 
-static pthread_once_t ossl_once = PTHREAD_ONCE_INIT;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
 static EVP_MD *md_objs[LUKS_HASH__MAX];
-static OSSL_LIB_CTX *legacy_ctx; /* CAST5; NULL when the provider is missing */
 
-static void ossl_init(void)
+static void md_init(void)
 {
     for (int i = 0; i < LUKS_HASH__MAX; i++) {
         md_objs[i] = EVP_MD_fetch(NULL, hash_ossl[i], NULL);
     }
-    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
-    if (ctx && OSSL_PROVIDER_load(ctx, "legacy")) {
-        legacy_ctx = ctx;
-    } else {
-        OSSL_LIB_CTX_free(ctx);
-    }
 }
 
-static const EVP_MD *md_get(LuksHash hash)
+const EVP_MD *luks_md(LuksHash hash)
 {
-    pthread_once(&ossl_once, ossl_init);
+    pthread_once(&md_once, md_init);
     return (unsigned)hash < LUKS_HASH__MAX ? md_objs[hash] : NULL;
-}
-
-/* Block cipher "family" of an algorithm, as OpenSSL names it. */
-static const char *ossl_family(LuksCipherAlg alg)
-{
-    switch (alg) {
-    case LUKS_CIPHER_AES_128: return "AES-128";
-    case LUKS_CIPHER_AES_192: return "AES-192";
-    case LUKS_CIPHER_AES_256: return "AES-256";
-    case LUKS_CIPHER_CAST5_128: return "CAST5";
-    default: return NULL;
-    }
-}
-
-/* Fetch "<family>-<mode>" (NULL if OpenSSL lacks it). Caller frees. */
-static EVP_CIPHER *cipher_fetch(LuksCipherAlg alg, const char *mode)
-{
-    pthread_once(&ossl_once, ossl_init);
-    const char *fam = ossl_family(alg);
-    if (!fam) {
-        return NULL;
-    }
-    char name[32];
-    snprintf(name, sizeof(name), "%s-%s", fam, mode);
-    bool legacy = alg == LUKS_CIPHER_CAST5_128;
-    if (legacy && !legacy_ctx) {
-        return NULL;
-    }
-    return EVP_CIPHER_fetch(legacy ? legacy_ctx : NULL, name, NULL);
-}
-
-static size_t cipher_block_len(LuksCipherAlg alg)
-{
-    return alg == LUKS_CIPHER_CAST5_128 ? 8 : 16;
 }
 
 /* The ESSIV cipher: same family, key size = digest size (qemu's rules). */
@@ -190,28 +133,6 @@ static int essiv_cipher(LuksCipherAlg cipher, LuksHash hash, LuksCipherAlg *out,
     return -ENOTSUP;
 }
 
-/* Refuse what OpenSSL cannot do, naming the reason. */
-static int check_available(LuksCipherAlg alg, Error **errp)
-{
-    if (alg >= LUKS_CIPHER_SERPENT_128 && alg <= LUKS_CIPHER_TWOFISH_256) {
-        error_setg(errp,
-                   "Cipher algorithm '%s' is not supported: OpenSSL provides no %s cipher "
-                   "(use an aes-* cipher)",
-                   luks_cipher_name(alg), alg <= LUKS_CIPHER_SERPENT_256 ? "Serpent" : "Twofish");
-        return -ENOTSUP;
-    }
-    EVP_CIPHER *c = cipher_fetch(alg, "ECB");
-    if (!c) {
-        error_setg(errp,
-                   "Cipher algorithm '%s' is not supported: OpenSSL's legacy provider "
-                   "is not available",
-                   luks_cipher_name(alg));
-        return -ENOTSUP;
-    }
-    EVP_CIPHER_free(c);
-    return 0;
-}
-
 int luks_algs_check(LuksAlgs *a, bool need_impl, Error **errp)
 {
     if (a->cipher == LUKS_CIPHER_DES || a->cipher == LUKS_CIPHER_3DES) {
@@ -223,20 +144,20 @@ int luks_algs_check(LuksAlgs *a, bool need_impl, Error **errp)
         essiv_cipher(a->cipher, a->ivgen_hash, &a->ivgen_cipher, errp) < 0) {
         return -ENOTSUP;
     }
-    if (a->mode == LUKS_MODE_XTS && cipher_block_len(a->cipher) != 16) {
+    if (a->mode == LUKS_MODE_XTS && luks_cipher_block_len(a->cipher) != 16) {
         error_setg(errp, "Unsupported cipher mode %s", luks_mode_name(a->mode));
         return -ENOTSUP;
     }
     if (!need_impl) {
         return 0;
     }
-    if (check_available(a->cipher, errp) < 0 ||
-        (a->ivgen == LUKS_IVGEN_ESSIV && check_available(a->ivgen_cipher, errp) < 0)) {
+    if (luks_block_cipher_check(a->cipher, errp) < 0 ||
+        (a->ivgen == LUKS_IVGEN_ESSIV && luks_block_cipher_check(a->ivgen_cipher, errp) < 0)) {
         return -ENOTSUP;
     }
-    if (!md_get(a->hash) || (a->has_ivgen_hash && !md_get(a->ivgen_hash))) {
+    if (!luks_md(a->hash) || (a->has_ivgen_hash && !luks_md(a->ivgen_hash))) {
         error_setg(errp, "Hash algorithm %s not supported by OpenSSL",
-                   luks_hash_name(md_get(a->hash) ? a->ivgen_hash : a->hash));
+                   luks_hash_name(luks_md(a->hash) ? a->ivgen_hash : a->hash));
         return -ENOTSUP;
     }
     return 0;
@@ -247,7 +168,7 @@ int luks_algs_check(LuksAlgs *a, bool need_impl, Error **errp)
 int luks_pbkdf2(LuksHash hash, const uint8_t *pass, size_t pass_len, const uint8_t *salt,
                 size_t salt_len, uint64_t iterations, uint8_t *out, size_t out_len)
 {
-    const EVP_MD *md = md_get(hash);
+    const EVP_MD *md = luks_md(hash);
     if (!md || iterations == 0 || iterations > INT32_MAX || pass_len > INT32_MAX) {
         return -EINVAL;
     }
@@ -338,20 +259,13 @@ static int af_diffuse(const EVP_MD *md, uint8_t *block, size_t len)
     return ret;
 }
 
-static void xor_into(uint8_t *dst, const uint8_t *src, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        dst[i] ^= src[i];
-    }
-}
-
 /* d = diffuse(...diffuse(s_0) ^ s_1 ...) over the first stripes-1 stripes. */
 static int af_fold(const EVP_MD *md, const uint8_t *split, size_t key_len, uint32_t stripes,
                    uint8_t *d)
 {
     memset(d, 0, key_len);
     for (uint32_t i = 0; i + 1 < stripes; i++) {
-        xor_into(d, split + (size_t)i * key_len, key_len);
+        luks_xor(d, split + (size_t)i * key_len, key_len);
         int ret = af_diffuse(md, d, key_len);
         if (ret < 0) {
             return ret;
@@ -363,7 +277,7 @@ static int af_fold(const EVP_MD *md, const uint8_t *split, size_t key_len, uint3
 int luks_af_split(LuksHash hash, const uint8_t *key, size_t key_len, uint32_t stripes,
                   uint8_t *split)
 {
-    const EVP_MD *md = md_get(hash);
+    const EVP_MD *md = luks_md(hash);
     uint8_t d[LUKS_MAX_KEY_BYTES];
     if (!md || stripes == 0 || key_len > sizeof(d)) {
         return -EINVAL;
@@ -382,7 +296,7 @@ int luks_af_split(LuksHash hash, const uint8_t *key, size_t key_len, uint32_t st
 int luks_af_merge(LuksHash hash, const uint8_t *split, size_t key_len, uint32_t stripes,
                   uint8_t *key)
 {
-    const EVP_MD *md = md_get(hash);
+    const EVP_MD *md = luks_md(hash);
     uint8_t d[LUKS_MAX_KEY_BYTES];
     if (!md || stripes == 0 || key_len > sizeof(d)) {
         return -EINVAL;
@@ -395,248 +309,5 @@ int luks_af_merge(LuksHash hash, const uint8_t *split, size_t key_len, uint32_t 
         }
     }
     explicit_bzero(d, sizeof(d));
-    return ret;
-}
-
-/* ---- the sector cipher ---- */
-
-typedef enum { IMPL_NATIVE, IMPL_XTS_ON_ECB, IMPL_CTR_ON_ECB } CipherImpl;
-
-bool luks_force_generic_modes;
-
-struct LuksCipher {
-    LuksAlgs algs;
-    CipherImpl impl;
-    EVP_CIPHER *evp;   /* the mode itself (NATIVE) or ECB (the generic modes) */
-    EVP_CIPHER *essiv; /* ECB of the ESSIV cipher, or NULL */
-    size_t niv;        /* IV bytes (0 for ECB) */
-    size_t block;      /* cipher block bytes */
-    uint8_t key[LUKS_MAX_KEY_BYTES];
-    size_t key_len;
-    uint8_t essiv_key[64];
-};
-
-static const char *mode_ossl(LuksMode m)
-{
-    static const char *const names[LUKS_MODE__MAX] = {"ECB", "CBC", "XTS", "CTR"};
-    return names[m];
-}
-
-/* ESSIV: the IV cipher keyed with H(key), truncated to its key size. */
-static int essiv_setup(LuksCipher *c, const LuksAlgs *a, const uint8_t *key, size_t key_len)
-{
-    const EVP_MD *md = md_get(a->ivgen_hash);
-    size_t klen = luks_cipher_key_len(a->ivgen_cipher);
-    uint8_t digest[EVP_MAX_MD_SIZE];
-    unsigned dlen = 0;
-    c->essiv = cipher_fetch(a->ivgen_cipher, "ECB");
-    int ret = c->essiv && md && EVP_Digest(key, key_len, digest, &dlen, md, NULL) && dlen >= klen &&
-                      klen <= sizeof(c->essiv_key)
-                  ? 0
-                  : -ENOTSUP;
-    if (ret == 0) {
-        memcpy(c->essiv_key, digest, klen);
-    }
-    explicit_bzero(digest, sizeof(digest));
-    return ret;
-}
-
-LuksCipher *luks_cipher_new(const LuksAlgs *a, const uint8_t *key, size_t key_len, Error **errp)
-{
-    size_t want = luks_cipher_key_len(a->cipher) * (a->mode == LUKS_MODE_XTS ? 2 : 1);
-    if (key_len != want || key_len > LUKS_MAX_KEY_BYTES) {
-        error_setg(errp, "Cipher %s-%s needs a %zu-byte key, not %zu", luks_cipher_name(a->cipher),
-                   luks_mode_name(a->mode), want, key_len);
-        return NULL;
-    }
-    LuksCipher *c = XNEW(LuksCipher);
-    c->algs = *a;
-    c->key_len = key_len;
-    memcpy(c->key, key, key_len);
-    c->block = cipher_block_len(a->cipher);
-    c->niv = a->mode == LUKS_MODE_ECB ? 0 : c->block;
-    bool generic_ok = a->mode == LUKS_MODE_XTS || a->mode == LUKS_MODE_CTR;
-    c->evp =
-        generic_ok && luks_force_generic_modes ? NULL : cipher_fetch(a->cipher, mode_ossl(a->mode));
-    if (!c->evp && generic_ok) {
-        c->impl = a->mode == LUKS_MODE_XTS ? IMPL_XTS_ON_ECB : IMPL_CTR_ON_ECB;
-        c->evp = cipher_fetch(a->cipher, "ECB");
-    }
-    if (a->ivgen == LUKS_IVGEN_ESSIV && c->niv && essiv_setup(c, a, key, key_len) < 0) {
-        EVP_CIPHER_free(c->essiv);
-        c->essiv = NULL;
-    }
-    if (!c->evp || (a->ivgen == LUKS_IVGEN_ESSIV && c->niv && !c->essiv)) {
-        error_setg(errp, "Cipher %s in mode %s is not available in OpenSSL",
-                   luks_cipher_name(a->cipher), luks_mode_name(a->mode));
-        luks_cipher_free(c);
-        return NULL;
-    }
-    return c;
-}
-
-void luks_cipher_free(LuksCipher *c)
-{
-    if (c) {
-        EVP_CIPHER_free(c->evp);
-        EVP_CIPHER_free(c->essiv);
-        explicit_bzero(c, sizeof(*c));
-        free(c);
-    }
-}
-
-/* IVs for n sectors from `sector` into ivs (n * niv bytes). */
-static int make_ivs(const LuksCipher *c, uint64_t sector, size_t n, uint8_t *ivs)
-{
-    memset(ivs, 0, n * c->niv);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t s = sector + i;
-        uint8_t le[8];
-        st64_le(le, c->algs.ivgen == LUKS_IVGEN_PLAIN ? (s & 0xffffffffu) : s);
-        size_t width = c->algs.ivgen == LUKS_IVGEN_PLAIN ? 4 : 8;
-        memcpy(ivs + i * c->niv, le, MIN(width, c->niv));
-    }
-    if (c->algs.ivgen != LUKS_IVGEN_ESSIV) {
-        return 0;
-    }
-    /* ESSIV: encrypt the (zero-padded) sector numbers; its block may be
-     * larger than niv (aes ESSIV for cast5): truncate as qemu does */
-    size_t eb = cipher_block_len(c->algs.ivgen_cipher);
-    uint8_t *tmp = xcalloc(n, eb);
-    for (size_t i = 0; i < n; i++) {
-        st64_le(tmp + i * eb, sector + i);
-    }
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int outl = 0;
-    int ok = ctx && EVP_EncryptInit_ex2(ctx, c->essiv, c->essiv_key, NULL, NULL) &&
-             EVP_CIPHER_CTX_set_padding(ctx, 0) &&
-             EVP_EncryptUpdate(ctx, tmp, &outl, tmp, (int)(n * eb));
-    EVP_CIPHER_CTX_free(ctx);
-    for (size_t i = 0; ok && i < n; i++) {
-        memcpy(ivs + i * c->niv, tmp + i * eb, MIN(eb, c->niv));
-    }
-    free(tmp);
-    return ok ? 0 : -EIO;
-}
-
-/* Multiply an XTS tweak by x in GF(2^128) (little-endian convention). */
-static void xts_mult_x(uint8_t *t)
-{
-    unsigned carry = 0;
-    for (int i = 0; i < 16; i++) {
-        unsigned next = t[i] >> 7;
-        t[i] = (uint8_t)((t[i] << 1) | carry);
-        carry = next;
-    }
-    if (carry) {
-        t[0] ^= 0x87;
-    }
-}
-
-/* One sector of XTS built on ECB contexts: data (k1) and tweak (k2). */
-static int xts_sector(EVP_CIPHER_CTX *data, EVP_CIPHER_CTX *tweak, const uint8_t *iv, uint8_t *buf,
-                      size_t len)
-{
-    uint8_t t[16], tw[LUKS_SECTOR_SIZE];
-    int outl;
-    if (!EVP_EncryptUpdate(tweak, t, &outl, iv, 16)) {
-        return -EIO;
-    }
-    for (size_t off = 0; off < len; off += 16) {
-        memcpy(tw + off, t, 16);
-        xts_mult_x(t);
-    }
-    xor_into(buf, tw, len);
-    if (!EVP_CipherUpdate(data, buf, &outl, buf, (int)len)) {
-        return -EIO;
-    }
-    xor_into(buf, tw, len);
-    return 0;
-}
-
-/* One sector of CTR built on an ECB encryption context. */
-static int ctr_sector(EVP_CIPHER_CTX *ecb, const uint8_t *iv, size_t block, uint8_t *buf,
-                      size_t len)
-{
-    uint8_t ks[LUKS_SECTOR_SIZE], ctr[16];
-    int outl;
-    memcpy(ctr, iv, block);
-    for (size_t off = 0; off < len; off += block) {
-        memcpy(ks + off, ctr, block);
-        for (size_t i = block; i-- > 0 && ++ctr[i] == 0;) {
-        }
-    }
-    if (!EVP_EncryptUpdate(ecb, ks, &outl, ks, (int)len)) {
-        return -EIO;
-    }
-    xor_into(buf, ks, len);
-    return 0;
-}
-
-static EVP_CIPHER_CTX *ctx_new(const EVP_CIPHER *evp, const uint8_t *key, int enc)
-{
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx && EVP_CipherInit_ex2(ctx, evp, key, NULL, enc, NULL) &&
-        EVP_CIPHER_CTX_set_padding(ctx, 0)) {
-        return ctx;
-    }
-    EVP_CIPHER_CTX_free(ctx);
-    return NULL;
-}
-
-static int crypt_sectors(const LuksCipher *c, EVP_CIPHER_CTX *ctx, EVP_CIPHER_CTX *tweak,
-                         const uint8_t *ivs, uint8_t *buf, size_t n, bool encrypt)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *p = buf + i * LUKS_SECTOR_SIZE;
-        const uint8_t *iv = ivs + i * c->niv;
-        int outl, ret = 0;
-        switch (c->impl) {
-        case IMPL_NATIVE:
-            if (!EVP_CipherInit_ex2(ctx, NULL, NULL, iv, encrypt, NULL) ||
-                !EVP_CipherUpdate(ctx, p, &outl, p, LUKS_SECTOR_SIZE)) {
-                ret = -EIO;
-            }
-            break;
-        case IMPL_XTS_ON_ECB: ret = xts_sector(ctx, tweak, iv, p, LUKS_SECTOR_SIZE); break;
-        case IMPL_CTR_ON_ECB: ret = ctr_sector(ctx, iv, c->block, p, LUKS_SECTOR_SIZE); break;
-        }
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
-}
-
-#define IV_BATCH 64 /* sectors whose IVs are made at once */
-
-int luks_cipher_crypt(const LuksCipher *c, uint64_t sector, uint8_t *buf, size_t len, bool encrypt)
-{
-    if (len % LUKS_SECTOR_SIZE) {
-        return -EINVAL;
-    }
-    size_t half = c->key_len / 2;
-    /* CTR is symmetric: its generic form always encrypts the counter */
-    int enc = c->impl == IMPL_CTR_ON_ECB ? 1 : encrypt;
-    EVP_CIPHER_CTX *ctx = ctx_new(c->evp, c->key, enc);
-    EVP_CIPHER_CTX *tweak = c->impl == IMPL_XTS_ON_ECB ? ctx_new(c->evp, c->key + half, 1) : NULL;
-    int ret = ctx && (c->impl != IMPL_XTS_ON_ECB || tweak) ? 0 : -EIO;
-    for (size_t done = 0; ret == 0 && c->niv == 0 && done < len;) {
-        /* ECB: no IV, sectors are independent blocks anyway */
-        int outl, n = (int)MIN(len - done, (size_t)1 << 20);
-        ret = EVP_CipherUpdate(ctx, buf + done, &outl, buf + done, n) ? 0 : -EIO;
-        done += (size_t)n;
-    }
-    uint8_t ivs[IV_BATCH * 16];
-    for (size_t done = 0; ret == 0 && c->niv && done < len;) {
-        size_t n = MIN((len - done) / LUKS_SECTOR_SIZE, IV_BATCH);
-        ret = make_ivs(c, sector + done / LUKS_SECTOR_SIZE, n, ivs);
-        if (ret == 0) {
-            ret = crypt_sectors(c, ctx, tweak, ivs, buf + done, n, encrypt);
-        }
-        done += n * LUKS_SECTOR_SIZE;
-    }
-    EVP_CIPHER_CTX_free(ctx);
-    EVP_CIPHER_CTX_free(tweak);
     return ret;
 }

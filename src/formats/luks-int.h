@@ -5,6 +5,8 @@
 #ifndef IMGPIPE_FORMATS_LUKS_INT_H
 #define IMGPIPE_FORMATS_LUKS_INT_H
 
+#include <openssl/types.h>
+
 #include "formats/luks.h"
 
 /* ---- luks-header.c ---- */
@@ -25,9 +27,31 @@ int luks_find_key(const LuksVolume *v, const LuksIO *io, const char *pw, size_t 
                   Error **errp);
 
 /* ---- luks-crypto.c ---- */
-/* Tests only: build XTS and CTR on ECB even where OpenSSL has the mode, so
- * the unit tests can check those generic modes against OpenSSL's own. */
+/* OpenSSL's digest for a hash (fetched once); NULL if unavailable. */
+const EVP_MD *luks_md(LuksHash hash);
+
+/* ---- luks-cipher.c ---- */
+/* Block bytes of a cipher: 8 for cast5/des/3des, 16 for the others. */
+size_t luks_cipher_block_len(LuksCipherAlg alg);
+/* 0 if OpenSSL or nettle implements the block cipher, else -ENOTSUP and
+ * *errp naming it. */
+int luks_block_cipher_check(LuksCipherAlg alg, Error **errp);
+/* Tests only: build every mode on the block cipher even where OpenSSL has
+ * the mode itself, so the unit tests can check the generic modes against
+ * OpenSSL's own... */
 extern bool luks_force_generic_modes;
+/* ...and take the block cipher from nettle even where OpenSSL has it (AES,
+ * CAST5), to check the nettle backend against OpenSSL.  Implies the
+ * generic modes. */
+extern bool luks_force_nettle;
+
+/* dst ^= src over len bytes. */
+static inline void luks_xor(uint8_t *dst, const uint8_t *src, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        dst[i] ^= src[i];
+    }
+}
 
 /* ---- luks-create.c ---- */
 /* Random bytes for key material: OpenSSL's CSPRNG (aborts on failure). */

@@ -7,22 +7,24 @@
  * of 4000 anti-forensic stripes, key material from byte 4096, each slot's
  * area rounded up to 4096 bytes, payload right after the last slot.
  *
- * Two halves:
- *   luks-crypto.c  algorithms (OpenSSL EVP): names, hashes, PBKDF2, the
- *                  anti-forensic splitter, IV generators and sector
- *                  encryption (LuksCipher).
+ * Three parts:
+ *   luks-crypto.c  algorithms (OpenSSL EVP): names, the checks on a
+ *                  combination, hashes, PBKDF2, the anti-forensic splitter.
+ *   luks-cipher.c  sector encryption (LuksCipher): block ciphers from
+ *                  OpenSSL or nettle, the modes, the IV generators.
  *   luks-header.c  the header: parse/validate, unlock a key slot, create,
  *                  store and erase key slots (amend), info.
  * The caller supplies the bytes through LuksIO, so the same code reads a
  * .luks file at offset 0 and a qcow2 image's crypto header clusters.
  *
- * Supported subset: every cipher/mode/ivgen/hash qemu 7.2 offers for LUKS
- * that OpenSSL 3 implements — aes-128/192/256 with ecb, cbc, ctr, xts
- * (aes-192-xts built here on AES-ECB: OpenSSL has no such cipher),
- * cast5-128 (from OpenSSL's legacy provider, when it is installed),
- * ivgen plain/plain64/essiv, hashes md5/sha1/sha224/sha256/sha384/sha512/
- * ripemd160.  serpent-* and twofish-* (and des/3des, which qemu refuses
- * for LUKS) are refused with a clear error: OpenSSL has no such cipher.
+ * Supported subset: every cipher/mode/ivgen/hash qemu 7.2 offers for LUKS:
+ * aes-128/192/256, serpent-128/192/256, twofish-128/192/256 (from nettle,
+ * as in Debian's qemu: OpenSSL 3 has neither) with ecb, cbc, ctr, xts;
+ * cast5-128 (OpenSSL's legacy provider, else nettle) with ecb, cbc, ctr;
+ * ivgen plain/plain64/essiv; hashes md5/sha1/sha224/sha256/sha384/sha512/
+ * ripemd160.  des and 3des are refused, as qemu refuses them for LUKS; so
+ * are 192-bit ciphers outside XTS, whose key material is not a whole number
+ * of sectors (qemu 7.2 aborts on an assertion there).
  * LUKS2 is not supported (qemu 7.2 has no LUKS2 either).
  */
 #ifndef IMGPIPE_FORMATS_LUKS_H
@@ -141,7 +143,8 @@ int luks_af_merge(LuksHash hash, const uint8_t *split, size_t key_len, uint32_t 
 
 /*
  * A keyed sector cipher: algs + key (key_len = the header's key_bytes).
- * Thread-safe: every call uses its own OpenSSL contexts.
+ * Thread-safe: every call uses its own OpenSSL contexts, and nettle's key
+ * schedules are read-only once made.
  */
 typedef struct LuksCipher LuksCipher;
 LuksCipher *luks_cipher_new(const LuksAlgs *a, const uint8_t *key, size_t key_len, Error **errp);
