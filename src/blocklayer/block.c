@@ -104,14 +104,20 @@ const BlockDriver *bdrv_probe(BlockFile *file, const char *filename, Error **err
         error_setg_errno(errp, (int)-len, "Could not determine image size");
         return NULL;
     }
+    /* qemu calls an empty file raw without probing */
+    if (len == 0 && bdrv_find_format("raw")) {
+        return bdrv_find_format("raw");
+    }
+    /* qemu probes a short file as if padded with zeros to the full buffer */
     int n = (int)MIN(len, (int64_t)sizeof(buf));
+    memset(buf, 0, sizeof(buf));
     int ret = bfile_pread(file, 0, buf, (size_t)n);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not read image for determining its format");
         return NULL;
     }
-    const BlockDriver *drv = bdrv_probe_buf(buf, n, filename, NULL);
-    report_polyglot(buf, n, filename, drv);
+    const BlockDriver *drv = bdrv_probe_buf(buf, sizeof(buf), filename, NULL);
+    report_polyglot(buf, sizeof(buf), filename, drv);
     if (!drv) {
         error_setg(errp, "Could not determine image format: No compatible driver found");
     }

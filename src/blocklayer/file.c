@@ -206,6 +206,22 @@ static int64_t host_getlength(BlockFile *f)
     return st.st_size;
 }
 
+/*
+ * A file grown from empty gets its first block written with zeros, as
+ * qemu's file driver does (so that later alignment probing, and a
+ * `du`/actual-size comparison with qemu's files, see the same allocation):
+ * 4 KiB, or one sector when the file is smaller.  Failures are ignored.
+ */
+static void allocate_first_block(BlockFile *f, int64_t length)
+{
+    static const uint8_t zeros[4096] __attribute__((aligned(4096)));
+    size_t n = length < (int64_t)sizeof(zeros) ? 512 : sizeof(zeros);
+    ssize_t ret;
+    do {
+        ret = pwrite(f->fd, zeros, n, 0);
+    } while (ret < 0 && errno == EINTR);
+}
+
 static int host_truncate(BlockFile *f, int64_t length, PreallocMode prealloc, Error **errp)
 {
     int64_t old = host_getlength(f);
@@ -222,6 +238,9 @@ static int host_truncate(BlockFile *f, int64_t length, PreallocMode prealloc, Er
             int err = errno;
             error_setg_errno(errp, err, "Failed to resize file");
             return -err;
+        }
+        if (old == 0 && length > 0) {
+            allocate_first_block(f, length);
         }
         return 0;
     }
@@ -327,7 +346,12 @@ static BlockFile *host_open(const char *filename, int oflags, int flags, Error *
     if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
         int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
         close(fd);
-        error_setg_errno(errp, err, "Could not %s '%s'", what, filename);
+        if (err == EISDIR && !strcmp(what, "open")) {
+            /* qemu's file driver words it so (a read-only open() succeeds) */
+            error_setg(errp, "'file' driver requires '%s' to be a regular file", filename);
+        } else {
+            error_setg_errno(errp, err, "Could not %s '%s'", what, filename);
+        }
         return NULL;
     }
     BlockFile *f = XNEW(BlockFile);
