@@ -5,6 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config          # toolchain
   libyaml-dev zlib1g-dev libzstd-dev        # recipes, compression
+  libbz2-dev                                # dmg bzip2 (UDBZ) chunks
   libsqlite3-dev libssl-dev                 # build cache, SHA-256 and ciphers
   nettle-dev                                # LUKS serpent/twofish (the library qemu uses)
   libcmocka-dev                             # unit tests

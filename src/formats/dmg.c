@@ -4,22 +4,29 @@
  * Layout (Apple's UDIF, as documented by QEMU's block/dmg.c and
  * newosxbook.com's "Demystifying the DMG file format"): a 512-byte
  * big-endian "koly" trailer at the end of the file gives the data fork,
- * the resource fork and the XML property list; either holds "mish" block
- * tables (base64 inside <data> elements of the plist) whose 40-byte chunk
- * entries map runs of guest sectors to stored chunks.
+ * the resource fork and the XML property list; the resource fork when it
+ * is present, else the plist, holds "mish" block tables (base64 inside
+ * <data> elements of the plist) whose 40-byte chunk entries map runs of
+ * guest sectors to stored chunks.
  *
- * Supported subset, as qemu-img 7.2 without its optional dmg-bz2/lzfse
- * modules (Debian's qemu-utils ships neither): chunks that are raw (1),
- * zero-filled (0, 2) or zlib-compressed (0x80000005).  bzip2 (0x80000006),
- * lzfse (0x80000007), ADC (0x80000004) chunks are skipped as unknown, as
- * qemu does, so reading their sectors fails with EIO.  Probing is by the
- * ".dmg" filename suffix, as qemu.
+ * Supported subset: chunks that are zero-filled (0), raw (1), "ignore" (2,
+ * reads as zeros), zlib (0x80000005, UDZO) and bzip2 (0x80000006, UDBZ)
+ * compressed; comment (0x7ffffffe) and terminator (0xffffffff) entries are
+ * skipped.  That is qemu-img 7.2 with its dmg-bz2 module; Debian's
+ * qemu-utils ships without it, so there bzip2 sectors fail with EIO while we
+ * read them.  lzfse (0x80000007, ULFO) and ADC (0x80000004, UDCO) chunks
+ * are skipped with a warning naming the compression, as qemu without the
+ * dmg-lzfse module does, and reading their sectors fails with EIO.  Probing
+ * is by the ".dmg" filename suffix, as qemu.  Checksums are not verified
+ * (qemu ignores them too).
  *
- * Hostile input: the plist is at most 16 MiB and scanned linearly (no XML
- * parser, no recursion: only <data>...</data> elements are looked at);
- * resource sizes are checked against the fork and the file; chunk lengths
- * and sector counts obey qemu's 64 MiB limits, so no buffer exceeds that.
+ * Hostile input: the plist is at most 16 MiB (qemu's cap) and scanned
+ * linearly (no XML parser, no recursion: only <data>...</data> elements are
+ * looked at); resource sizes are checked against the fork and the file;
+ * chunk lengths and sector counts obey qemu's 64 MiB limits, so no buffer
+ * exceeds that; the chunk table is charged to the metadata budget.
  */
+#include <bzlib.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -34,10 +41,15 @@
 #define DMG_LENGTHS_MAX      (64 * 1024 * 1024)
 #define DMG_SECTORCOUNTS_MAX (DMG_LENGTHS_MAX / 512)
 #define DMG_MISH_MAGIC       0x6d697368U /* "mish" */
-#define DMG_CHUNK_ZERO0      0x00000000U
-#define DMG_CHUNK_RAW        0x00000001U
-#define DMG_CHUNK_ZERO       0x00000002U
-#define DMG_CHUNK_ZLIB       0x80000005U
+#define DMG_CHUNK_ZERO       0x00000000U /* UDZE */
+#define DMG_CHUNK_RAW        0x00000001U /* UDRW */
+#define DMG_CHUNK_IGNORE     0x00000002U /* UDIG: reads as zeros */
+#define DMG_CHUNK_ADC        0x80000004U /* UDCO */
+#define DMG_CHUNK_ZLIB       0x80000005U /* UDZO */
+#define DMG_CHUNK_BZIP2      0x80000006U /* UDBZ */
+#define DMG_CHUNK_LZFSE      0x80000007U /* ULFO */
+#define DMG_CHUNK_COMMENT    0x7ffffffeU
+#define DMG_CHUNK_LAST       0xffffffffU
 
 typedef struct DmgChunk {
     uint32_t type;
@@ -51,6 +63,7 @@ typedef struct BDRVDMGState {
     uint64_t data_fork_offset;
     uint8_t *buf;     /* the current chunk, inflated */
     uint32_t current; /* n_chunks: none */
+    bool warned_lzfse, warned_adc, warned_unknown;
 } BDRVDMGState;
 
 static int dmg_probe(const uint8_t *buf, int buf_size, const char *filename)
@@ -97,8 +110,33 @@ static int64_t find_koly(BlockDriverState *bs, Error **errp)
 
 static bool known_chunk(uint32_t type)
 {
-    return type == DMG_CHUNK_ZERO0 || type == DMG_CHUNK_RAW || type == DMG_CHUNK_ZERO ||
-           type == DMG_CHUNK_ZLIB;
+    return type == DMG_CHUNK_ZERO || type == DMG_CHUNK_RAW || type == DMG_CHUNK_IGNORE ||
+           type == DMG_CHUNK_ZLIB || type == DMG_CHUNK_BZIP2;
+}
+
+static bool zero_chunk(uint32_t type)
+{
+    return type == DMG_CHUNK_ZERO || type == DMG_CHUNK_IGNORE;
+}
+
+/* A chunk type we skip: say once per image why its sectors will fail. */
+static void warn_skipped(BDRVDMGState *s, uint32_t type)
+{
+    if (type == DMG_CHUNK_LZFSE && !s->warned_lzfse) {
+        s->warned_lzfse = true;
+        msg_warn("dmg: lzfse compressed chunks are not supported (no lzfse decoder), "
+                 "accessing them will result in I/O errors");
+    } else if (type == DMG_CHUNK_ADC && !s->warned_adc) {
+        s->warned_adc = true;
+        msg_warn("dmg: ADC compressed chunks are not supported, "
+                 "accessing them will result in I/O errors");
+    } else if (type != DMG_CHUNK_LZFSE && type != DMG_CHUNK_ADC && type != DMG_CHUNK_COMMENT &&
+               type != DMG_CHUNK_LAST && !s->warned_unknown) {
+        s->warned_unknown = true;
+        msg_warn("Image contains chunks of unknown type %" PRIx32
+                 ", accessing them will result in I/O errors",
+                 type);
+    }
 }
 
 /* Append the known chunks of one mish block (len bytes at b). */
@@ -113,14 +151,14 @@ static int read_mish(BlockDriverState *bs, const uint8_t *b, size_t len, Error *
     for (size_t off = 204; off + 40 <= len; off += 40) {
         DmgChunk c = {.type = ld32_be(b + off)};
         if (!known_chunk(c.type)) {
+            warn_skipped(s, c.type);
             continue;
         }
         c.sector = ld64_be(b + off + 8) + out_offset;
         c.count = ld64_be(b + off + 0x10);
         c.offset = ld64_be(b + off + 0x18) + in_offset;
         c.length = ld64_be(b + off + 0x20);
-        if (c.type != DMG_CHUNK_ZERO && c.type != DMG_CHUNK_ZERO0 &&
-            c.count > DMG_SECTORCOUNTS_MAX) {
+        if (!zero_chunk(c.type) && c.count > DMG_SECTORCOUNTS_MAX) {
             error_setg(errp,
                        "sector count %" PRIu64 " for chunk %" PRIu32 " is larger than max (%u)",
                        c.count, s->n_chunks, DMG_SECTORCOUNTS_MAX);
@@ -132,7 +170,18 @@ static int read_mish(BlockDriverState *bs, const uint8_t *b, size_t len, Error *
             return -EINVAL;
         }
         if (s->n_chunks == s->alloc) {
-            s->alloc = s->alloc ? s->alloc * 2 : 64;
+            if (s->alloc > UINT32_MAX / 4) {
+                error_setg(errp, "too many chunks in the block tables");
+                return -EFBIG;
+            }
+            /* the table is image metadata: charge its growth to the budget */
+            uint32_t grow = s->alloc ? s->alloc : 64;
+            int ret = bdrv_metadata_reserve(bs, "dmg chunk table",
+                                            (uint64_t)grow * sizeof(DmgChunk), errp);
+            if (ret < 0) {
+                return ret;
+            }
+            s->alloc += grow;
             s->chunks = xrealloc(s->chunks, (size_t)s->alloc * sizeof(DmgChunk));
         }
         s->chunks[s->n_chunks++] = c;
@@ -208,7 +257,7 @@ static size_t base64_decode(const char *in, size_t len, uint8_t *out)
 static int read_plist(BlockDriverState *bs, uint64_t begin, uint64_t length, Error **errp)
 {
     if (length > DMG_PLIST_MAX) {
-        /* qemu allocates whatever the trailer says; we name our budget */
+        /* qemu has the same cap but says only "Invalid argument": name it */
         error_setg(errp, "property list of %" PRIu64 " bytes exceeds the limit of %d MiB", length,
                    DMG_PLIST_MAX / (1024 * 1024));
         return -EFBIG;
@@ -310,6 +359,47 @@ static uint32_t find_chunk(const BDRVDMGState *s, uint64_t sector)
     return s->n_chunks;
 }
 
+/* zlib: the stream must fill the chunk exactly, as qemu requires. */
+static int inflate_zlib(const uint8_t *in, uint64_t in_len, uint8_t *out, uint64_t out_len)
+{
+    z_stream z = {0};
+    int ret = -EIO;
+    if (inflateInit(&z) != Z_OK) {
+        return -EIO;
+    }
+    z.next_in = (uint8_t *)in;
+    z.avail_in = (uInt)in_len; /* both at most 64 MiB */
+    z.next_out = out;
+    z.avail_out = (uInt)out_len;
+    if (inflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out == out_len) {
+        ret = 0;
+    }
+    inflateEnd(&z);
+    return ret;
+}
+
+/* bzip2: same rule as zlib (one whole stream that fills the chunk). */
+static int inflate_bzip2(const uint8_t *in, uint64_t in_len, uint8_t *out, uint64_t out_len)
+{
+    bz_stream z = {0};
+    int ret = -EIO;
+    if (BZ2_bzDecompressInit(&z, 0, 0) != BZ_OK) {
+        return -EIO;
+    }
+    z.next_in = (char *)in;
+    z.avail_in = (unsigned)in_len;
+    z.next_out = (char *)out;
+    z.avail_out = (unsigned)out_len;
+    int r = BZ2_bzDecompress(&z);
+    uint64_t total = ((uint64_t)z.total_out_hi32 << 32) | z.total_out_lo32;
+    if (r == BZ_STREAM_END && total == out_len) {
+        ret = 0;
+    }
+    BZ2_bzDecompressEnd(&z);
+    return ret;
+}
+
+/* Make chunk i (zlib or bzip2) the one held decompressed in s->buf. */
 static int inflate_chunk(BlockDriverState *bs, uint32_t i)
 {
     BDRVDMGState *s = bs->opaque;
@@ -318,24 +408,15 @@ static int inflate_chunk(BlockDriverState *bs, uint32_t i)
         return 0;
     }
     s->current = s->n_chunks;
+    uint64_t out_len = c->count * 512; /* at most 64 MiB, checked at open */
     uint8_t *in = xmalloc(MAX(c->length, 1));
-    s->buf = xrealloc(s->buf, MAX(c->count * 512, 1));
+    s->buf = xrealloc(s->buf, MAX(out_len, 1));
     int ret = c->offset > (uint64_t)INT64_MAX - c->length
                   ? -EIO
                   : bfile_pread(bs->file, (int64_t)c->offset, in, c->length);
     if (ret == 0) {
-        z_stream z = {0};
-        ret = -EIO;
-        if (inflateInit(&z) == Z_OK) {
-            z.next_in = in;
-            z.avail_in = (uInt)c->length;
-            z.next_out = s->buf;
-            z.avail_out = (uInt)(c->count * 512);
-            if (inflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out == c->count * 512) {
-                ret = 0;
-            }
-            inflateEnd(&z);
-        }
+        ret = c->type == DMG_CHUNK_BZIP2 ? inflate_bzip2(in, c->length, s->buf, out_len)
+                                         : inflate_zlib(in, c->length, s->buf, out_len);
     }
     free(in);
     if (ret == 0) {
@@ -351,8 +432,8 @@ static int read_in_chunk(BlockDriverState *bs, uint32_t i, uint64_t sector, int6
     const DmgChunk *c = &s->chunks[i];
     uint64_t skip = (sector - c->sector) * 512;
     switch (c->type) {
-    case DMG_CHUNK_ZERO0:
-    case DMG_CHUNK_ZERO: memset(p, 0, (size_t)n); return 0;
+    case DMG_CHUNK_ZERO:
+    case DMG_CHUNK_IGNORE: memset(p, 0, (size_t)n); return 0;
     case DMG_CHUNK_RAW: {
         /* bytes past the stored length read as zero */
         int64_t have = skip < c->length ? (int64_t)MIN((uint64_t)n, c->length - skip) : 0;

@@ -12,8 +12,9 @@
  * block status, check with repair (clusters outside the file, space leaked
  * at the end, unclean shutdown), the in-use flag (set while open
  * read-write; an image left in use cannot be opened read-write except by
- * check).  The format extension (dirty bitmaps) at ext_off is ignored
- * once its magic is checked.
+ * check).  The format extension (dirty bitmaps) at ext_off is validated
+ * on read-only opens as qemu does (magic, MD5, feature and bitmap headers;
+ * bitmap contents are not loaded) and ignored, with a warning, read-write.
  * A backing file can be attached by the block layer (qemu's
  * supports_backing), and partial writes to new clusters copy from it.
  *
@@ -23,6 +24,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,33 +179,157 @@ static int write_header(BlockDriverState *bs)
     return ret == 0 ? bfile_flush(bs->file) : ret;
 }
 
-/* The format extension's contents are ignored, but like qemu we refuse an
- * image whose ext_off names something that is not one. */
-static int check_format_extension(BlockDriverState *bs, Error **errp)
+/* ---- format extension (docs/interop/parallels.txt, "Format Extension") ----
+ * Read-only opens validate it as qemu 7.2 does: magic, MD5 of the rest of
+ * the cluster, then a list of features (dirty bitmaps, end marker) whose
+ * headers must be consistent with the disk.  Bitmap contents do not change
+ * guest data and are not loaded.  Read-write opens ignore it with qemu's
+ * warning (qemu cannot update it either). */
+#define PRL_EXT_HEADER_SIZE 24 /* magic, MD5 */
+#define PRL_FEATURE_SIZE    24 /* magic, flags, data_size, unused */
+#define PRL_BITMAP_SIZE     32 /* size, id, granularity, l1_size */
+#define PRL_FEATURE_END     0x0ULL
+#define PRL_FEATURE_BITMAP  0x20385FAE252CB34AULL
+
+/* One dirty-bitmap feature header (data_size bytes at d). */
+static int check_bitmap_feature(BlockDriverState *bs, const uint8_t *d, uint32_t data_size,
+                                Error **errp)
+{
+    BDRVParallelsState *s = bs->opaque;
+    if (data_size < PRL_BITMAP_SIZE) {
+        error_setg(errp,
+                   "Too small Bitmap Feature area in Parallels Format Extension: %" PRIu32
+                   " bytes, expected at least %d bytes",
+                   data_size, PRL_BITMAP_SIZE);
+        return -EINVAL;
+    }
+    uint64_t sectors = ld64_le(d), disk = (uint64_t)bs->total_size / BDRV_SECTOR_SIZE;
+    uint64_t gran = (uint64_t)ld32_le(d + 24) * BDRV_SECTOR_SIZE;
+    uint32_t l1_size = ld32_le(d + 28);
+    if (sectors != disk) {
+        error_setg(
+            errp, "Bitmap size (in sectors) %" PRIu64 " differs from disk size in sectors %" PRIu64,
+            sectors, disk);
+        return -EINVAL;
+    }
+    if (gran < BDRV_SECTOR_SIZE || gran > UINT32_MAX || !IS_POWER_OF_2(gran)) {
+        /* qemu 7.2 asserts here; later versions refuse with this message */
+        error_setg(errp,
+                   "Invalid bitmap granularity %" PRIu64 ", expected a power of two of at "
+                   "least 512 bytes",
+                   gran);
+        return -EINVAL;
+    }
+    if ((uint64_t)l1_size * 8 > data_size - PRL_BITMAP_SIZE) {
+        error_setg(errp, "Bitmaps feature corrupted: l1 table exceeds extension data_size");
+        return -EINVAL;
+    }
+    /* the bitmap is serialized in 64-bit words, one bit per granule */
+    uint64_t bits = DIV_ROUND_UP((uint64_t)bs->total_size, gran);
+    uint64_t bytes = DIV_ROUND_UP(bits, 64) * 8;
+    uint64_t cluster = (uint64_t)s->tracks * BDRV_SECTOR_SIZE;
+    uint64_t want = DIV_ROUND_UP(bytes, cluster);
+    if (want != l1_size) {
+        error_setg(errp,
+                   "Bitmap table size %" PRIu32 " does not correspond to bitmap size and "
+                   "cluster size. Expected %" PRIu64,
+                   l1_size, want);
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < l1_size; i++) {
+        /* qemu shifts the sector number into a signed 64-bit offset; only a
+         * negative result fails its read (past the end reads zeros) */
+        uint64_t entry = ld64_le(d + PRL_BITMAP_SIZE + 8 * (size_t)i);
+        if (entry > 1 && (int64_t)(entry << 9) < 0) {
+            error_setg_errno(errp, EIO, "Failed to read bitmap data cluster");
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+/* The features after the header: bitmaps until the end marker. */
+static int walk_features(BlockDriverState *bs, const uint8_t *c, uint64_t cluster, Error **errp)
+{
+    uint64_t pos = PRL_EXT_HEADER_SIZE;
+    for (;;) {
+        if (cluster - pos < PRL_FEATURE_SIZE) {
+            error_setg(errp,
+                       "Can not read feature header, as remaining bytes (%" PRIu64
+                       ") in Format Extension is less than Feature header size (%d)",
+                       cluster - pos, PRL_FEATURE_SIZE);
+            return -EINVAL;
+        }
+        uint64_t magic = ld64_le(c + pos), flags = ld64_le(c + pos + 8);
+        uint32_t data_size = ld32_le(c + pos + 16);
+        pos += PRL_FEATURE_SIZE;
+        if (flags) {
+            error_setg(errp, "Flags for extension feature are unsupported");
+            return -EINVAL;
+        }
+        uint64_t padded = ((uint64_t)data_size + 7) & ~7ULL;
+        if (padded > cluster - pos) {
+            error_setg(errp, "Feature data_size exceedes Format Extension cluster");
+            return -EINVAL;
+        }
+        if (magic == PRL_FEATURE_END) {
+            return 0;
+        }
+        if (magic != PRL_FEATURE_BITMAP) {
+            error_setg(errp, "Unknown feature: 0x%" PRIx64, magic);
+            return -EINVAL;
+        }
+        int ret = check_bitmap_feature(bs, c + pos, data_size, errp);
+        if (ret < 0) {
+            return ret;
+        }
+        pos += padded;
+    }
+}
+
+static int check_format_extension(BlockDriverState *bs, int flags, Error **errp)
 {
     BDRVParallelsState *s = bs->opaque;
     uint64_t ext_off = ld64_le(s->header + 56);
     if (ext_off == 0) {
         return 0;
     }
-    uint8_t magic[8] = {0}; /* past the end of the file: zeros, as qemu reads */
-    int64_t len = bfile_getlength(bs->file);
-    if (ext_off <= (uint64_t)INT64_MAX / BDRV_SECTOR_SIZE && len >= 0 &&
-        ext_off * BDRV_SECTOR_SIZE + sizeof(magic) <= (uint64_t)len) {
-        int ret =
-            bfile_pread(bs->file, (int64_t)(ext_off * BDRV_SECTOR_SIZE), magic, sizeof(magic));
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not read the Format Extension");
-            return ret;
-        }
+    if (flags & BDRV_O_RDWR) {
+        msg_warn("Format Extension ignored in RW mode");
+        return 0;
     }
-    if (ld64_le(magic) != PRL_FORMAT_EXT_MAGIC) {
+    uint64_t cluster = (uint64_t)s->tracks * BDRV_SECTOR_SIZE; /* < 2 GiB, parse_header */
+    int ret = bdrv_metadata_reserve(bs, "Format Extension cluster", cluster, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    uint8_t *c = xmalloc(cluster);
+    /* past the end of the file: zeros, as qemu reads */
+    ret = ext_off > (uint64_t)INT64_MAX / BDRV_SECTOR_SIZE - cluster
+              ? -EIO
+              : bfile_pread(bs->file, (int64_t)(ext_off * BDRV_SECTOR_SIZE), c, cluster);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to read Format Extension cluster");
+    } else if (ld64_le(c) != PRL_FORMAT_EXT_MAGIC) {
         error_setg(errp,
                    "Wrong parallels Format Extension magic: 0x%" PRIx64 ", expected: 0x%" PRIx64,
-                   ld64_le(magic), (uint64_t)PRL_FORMAT_EXT_MAGIC);
-        return -EINVAL;
+                   ld64_le(c), (uint64_t)PRL_FORMAT_EXT_MAGIC);
+        ret = -EINVAL;
+    } else {
+        uint8_t md[EVP_MAX_MD_SIZE];
+        unsigned md_len = 0;
+        if (!EVP_Digest(c + PRL_EXT_HEADER_SIZE, cluster - PRL_EXT_HEADER_SIZE, md, &md_len,
+                        EVP_md5(), NULL) ||
+            md_len != 16 || memcmp(md, c + 8, 16)) {
+            error_setg(errp, "Wrong checksum in Format Extension header. Format extension is "
+                             "corrupted.");
+            ret = -EINVAL;
+        } else {
+            ret = walk_features(bs, c, cluster, errp);
+        }
     }
-    return 0;
+    free(c);
+    return ret;
 }
 
 static int parallels_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
@@ -216,7 +342,7 @@ static int parallels_open(BlockDriverState *bs, const Opts *options, int flags, 
     }
     ret = parse_header(bs, errp);
     if (ret == 0) {
-        ret = check_format_extension(bs, errp);
+        ret = check_format_extension(bs, flags, errp);
     }
     if (ret == 0) {
         ret = load_bat(bs, errp);

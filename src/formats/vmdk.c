@@ -571,7 +571,10 @@ static JVal *vmdk_get_specific_info(BlockDriverState *bs, Error **errp)
     return top;
 }
 
-/* qemu's check: every allocated grain must start inside its file. */
+/* qemu's check: every allocated grain must start inside its file.  The
+ * first bad grain ends the walk with an error, as qemu 7.2 does: EPERM for
+ * an entry that cannot be decoded (qemu returns its VMDK_ERROR, -1), EINVAL
+ * for a grain past the end, so `check` says "Check failed: ..." and exits 1. */
 static int vmdk_check(BlockDriverState *bs, BdrvCheckResult *res, int fix)
 {
     BDRVVmdkState *s = bs->opaque;
@@ -592,14 +595,14 @@ static int vmdk_check(BlockDriverState *bs, BdrvCheckResult *res, int fix)
         if (ret < 0) {
             msg_report("ERROR: could not get cluster_offset for sector %lld", (long long)sector);
             res->corruptions++;
-            return 0;
+            return -EPERM;
         }
         int64_t flen = bfile_getlength(e->file);
         int64_t host_off = e->flat ? e->flat_start : (int64_t)(host * VMDK_SECTOR);
         if (ret == VMDK_ALLOC && host_off >= flen) {
             msg_report("ERROR: cluster offset for sector %lld points after EOF", (long long)sector);
             res->corruptions++;
-            return 0;
+            return -EINVAL;
         }
         sector += (int64_t)e->cluster_sectors;
     }

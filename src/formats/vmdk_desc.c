@@ -288,9 +288,7 @@ static int open_one_extent(BlockDriverState *bs, const ExtentLine *x, int flags,
         ret = vmdk_open_sparse(bs, f, true, x->type, path, flags, errp);
     }
     if (ret < 0) {
-        if (flat) {
-            free(path);
-        }
+        free(path); /* every opener copies the name it keeps */
         bfile_close(f);
         return ret;
     }

@@ -84,10 +84,20 @@ static int check_geometry(uint64_t cluster_sectors, uint64_t l1_size, Error **er
     return 0;
 }
 
-/* Load the grain directory (and its redundant copy) of e. */
-static int load_l1(VmdkExtent *e, Error **errp)
+/* Load the grain directory (and its redundant copy) of e.  Both are charged
+ * to the image's metadata budget first: a header may claim a directory of
+ * up to 32 Mi entries (256 MiB for seSparse), whatever the file's size. */
+static int load_l1(BlockDriverState *bs, VmdkExtent *e, Error **errp)
 {
     size_t bytes = (size_t)e->l1_size * e->entry_size;
+    int ret = bdrv_metadata_reserve(bs, "VMDK grain directory", bytes, errp);
+    if (ret == 0 && e->l1_backup_offset) {
+        ret = bdrv_metadata_reserve(bs, "VMDK redundant grain directory", bytes, errp);
+    }
+    if (ret < 0) {
+        error_prepend(errp, "extent '%s': ", e->filename);
+        return ret;
+    }
     int64_t flen = bfile_getlength(e->file);
     if (flen < 0 || e->l1_offset > (uint64_t)flen || bytes > (uint64_t)flen - e->l1_offset ||
         (e->l1_backup_offset &&
@@ -99,7 +109,7 @@ static int load_l1(VmdkExtent *e, Error **errp)
         return -EINVAL;
     }
     e->l1 = xmalloc(bytes ? bytes : 1);
-    int ret = bfile_pread(e->file, (int64_t)e->l1_offset, e->l1, bytes);
+    ret = bfile_pread(e->file, (int64_t)e->l1_offset, e->l1, bytes);
     if (ret == 0 && e->l1_backup_offset) {
         e->l1_backup = xmalloc(bytes ? bytes : 1);
         ret = bfile_pread(e->file, (int64_t)e->l1_backup_offset, e->l1_backup, bytes);
@@ -122,12 +132,13 @@ static int load_l1(VmdkExtent *e, Error **errp)
 }
 
 /* Fill in the common sparse fields of a just-added extent, then load L1. */
-static int setup_sparse(BDRVVmdkState *s, VmdkExtent *e, int64_t flen, Error **errp)
+static int setup_sparse(BlockDriverState *bs, VmdkExtent *e, int64_t flen, Error **errp)
 {
+    BDRVVmdkState *s = bs->opaque;
     e->l1_entry_sectors = (uint64_t)e->l2_size * e->cluster_sectors;
     uint64_t fsect = (uint64_t)flen / VMDK_SECTOR + (flen % VMDK_SECTOR != 0);
     e->next_cluster_sector = DIV_ROUND_UP(fsect, e->cluster_sectors) * e->cluster_sectors;
-    int ret = load_l1(e, errp);
+    int ret = load_l1(bs, e, errp);
     if (ret < 0) {
         drop_last_extent(s);
     }
@@ -162,7 +173,7 @@ static int open_cowd(BlockDriverState *bs, BlockFile *f, bool own, const char *f
     e->l1_size = l1dir_size;
     e->l2_size = 4096;
     e->cluster_sectors = granularity;
-    return setup_sparse(s, e, flen, errp);
+    return setup_sparse(bs, e, flen, errp);
 }
 
 /* The footer of a stream-optimized extent replaces the header (GD at end). */
@@ -320,7 +331,7 @@ static int open_vmdk4(BlockDriverState *bs, BlockFile *f, bool own, const char *
         free(s->create_type);
         s->create_type = xstrdup("streamOptimized");
     }
-    return setup_sparse(s, e, flen, errp);
+    return setup_sparse(bs, e, flen, errp);
 }
 
 int vmdk_open_sparse(BlockDriverState *bs, BlockFile *f, bool own, const char *type,
@@ -450,7 +461,7 @@ int vmdk_open_sesparse(BlockDriverState *bs, BlockFile *f, const char *filename,
     e->entry_size = 8;
     e->se_l2_tables_sector = ld64_le(h + 144);
     e->se_clusters_sector = ld64_le(h + 192);
-    return setup_sparse(s, e, bfile_getlength(f), errp);
+    return setup_sparse(bs, e, bfile_getlength(f), errp);
 }
 
 /* ---- grain tables ---- */

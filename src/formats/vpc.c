@@ -215,6 +215,10 @@ static int read_footer(BlockDriverState *bs, bool *at_start, Error **errp)
         error_setg(errp, "Invalid file size");
         return (int)len;
     }
+    /* qemu looks at the last 512 bytes of the file's length rounded up to
+     * whole sectors: a fixed disk with bytes appended that are not a whole
+     * sector has no footer there ("invalid VPC image"), for us too */
+    len = (int64_t)DIV_ROUND_UP((uint64_t)len, BDRV_SECTOR_SIZE) * BDRV_SECTOR_SIZE;
     if (len < VHD_FOOTER_SIZE) {
         error_setg(errp, "File too small for a VHD header");
         return -EINVAL;
