@@ -14,6 +14,7 @@
  * completed requests.  The first failed request ends the run with qemu's
  * "Failed request: <errno text>".  -n / -i native|io_uring are accepted
  * (with qemu's cache.direct rule for native) and run on the same threads.
+ * Writes to a non-raw image run in issue order (see bench_worker).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,8 +40,9 @@ typedef struct Bench {
     pthread_cond_t cond;
     int64_t next_offset; /* offset of the next request issued */
     int issued, completed, in_flight;
-    bool flushing; /* a drained flush is pending: issue nothing */
-    int error;     /* first failure, -errno */
+    int next_write; /* ticket of the write that may run now (see bench_worker) */
+    bool flushing;  /* a drained flush is pending: issue nothing */
+    int error;      /* first failure, -errno */
 } Bench;
 
 /*
@@ -102,12 +104,21 @@ static void *bench_worker(void *opaque)
             break;
         }
         int64_t offset = take_offset(b);
-        b->issued++;
+        int ticket = b->issued++;
         b->in_flight++;
+        /* Writes to a format that allocates run in issue order, one at a
+         * time: qemu allocates clusters in that order, so the image's
+         * layout is qemu's and the same on every run.  Raw writes and reads
+         * stay parallel. */
+        bool ordered = o->write && !b->bs->drv->is_raw;
+        while (ordered && b->next_write != ticket) {
+            pthread_cond_wait(&b->cond, &b->lock);
+        }
         pthread_mutex_unlock(&b->lock);
         int ret = o->write ? bdrv_pwrite(b->bs, offset, o->bufsize, buf)
                            : bdrv_pread(b->bs, offset, o->bufsize, buf);
         pthread_mutex_lock(&b->lock);
+        b->next_write += ordered;
         b->in_flight--;
         b->completed++;
         if (ret < 0 && !b->error) {

@@ -22,6 +22,46 @@ int img_parse_cache(const char *cache, const char *what, int *flags, Error **err
     return 0;
 }
 
+/*
+ * --image-opts: qemu names the image by its option string in every open
+ * error ("Could not open 'driver=qcow2,file.filename=x': <why>"), where
+ * <why> is the driver's message, or the file layer's own "Could not open
+ * 'x': <errno>".  A bare word is a node reference to qemu ("file=x"),
+ * which qemu-img never has.
+ */
+static BlockDriverState *open_image_opts(const char *optstr, int flags, Error **errp)
+{
+    Opts o = OPTS_INIT;
+    if (opts_parse(&o, optstr, "file", errp) < 0) {
+        return NULL;
+    }
+    Error *local = NULL;
+    BlockDriverState *bs = NULL;
+    const char *node = opts_get(&o, "file");
+    if (o.n == 0) {
+        error_setg(&local, "Must specify either driver or file");
+    } else if (node) {
+        error_setg(&local, "Cannot find device='%s' nor node-name='%s'", node, node);
+    } else {
+        bs = bdrv_open_opts(&o, flags, &local);
+    }
+    if (!bs) {
+        const char *msg = error_get_pretty(local);
+        const char *fname = opts_get(&o, "file.filename");
+        char *prefix = fname ? xasprintf("Could not open '%s': ", fname) : NULL;
+        BlockFile *f = prefix ? bfile_open(fname, BFILE_NO_LOCK, NULL) : NULL;
+        if (f && !strncmp(msg, prefix, strlen(prefix))) {
+            msg += strlen(prefix); /* a driver's error, not the file's */
+        }
+        bfile_close(f);
+        error_setg(errp, "Could not open '%s': %s", optstr, msg);
+        free(prefix);
+        error_free(local);
+    }
+    opts_release(&o);
+    return bs;
+}
+
 BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opts, int flags,
                            const char *cache, bool force_share, Error **errp)
 {
@@ -59,13 +99,7 @@ BlockDriverState *img_open(const char *filename, const char *fmt, bool image_opt
         error_setg(errp, "--image-opts and --format are mutually exclusive");
         return NULL;
     }
-    Opts o = OPTS_INIT;
-    if (opts_parse(&o, filename, "file", errp) < 0) {
-        return NULL;
-    }
-    BlockDriverState *bs = bdrv_open_opts(&o, flags, errp);
-    opts_release(&o);
-    return bs;
+    return open_image_opts(filename, flags, errp);
 }
 
 /* ---- create option tables ---- */

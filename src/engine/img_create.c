@@ -134,12 +134,24 @@ static int check_backing(const CreateOpts *o, const Opts *opts, int64_t *size, E
     char *full = path_combine(o->filename, backing);
     Error *local = NULL;
     BlockDriverState *bs = bdrv_open(full, backing_fmt, NULL, BDRV_O_FORCE_SHARE, &local);
-    free(full);
     if (!bs) {
-        error_setg(errp, "%s\nCould not open backing image.", error_get_pretty(local));
+        /* qemu says what failed without the "Could not open 'F': " that our
+         * bdrv_open() puts before driver errors; the file layer's own
+         * "Could not open 'F': <errno>" stays. */
+        const char *msg = error_get_pretty(local);
+        char *prefix = xasprintf("Could not open '%s': ", full);
+        BlockFile *f = bfile_open(full, BFILE_NO_LOCK, NULL);
+        if (f && !strncmp(msg, prefix, strlen(prefix))) {
+            msg += strlen(prefix);
+        }
+        bfile_close(f);
+        error_setg(errp, "%s\nCould not open backing image.", msg);
+        free(prefix);
+        free(full);
         error_free(local);
         return -ENOENT;
     }
+    free(full);
     int ret = 0;
     if (!backing_fmt) {
         error_setg(errp, "Backing file specified without backing format\nDetected format of %s.",
@@ -173,6 +185,35 @@ static int collect_opts(const CreateOpts *o, const char *fmt, const OptDesc *con
         *size = v > INT64_MAX ? INT64_MAX : (int64_t)v; /* too large for any driver */
     }
     return add_backing_opts(o, fmt, tables, opts, errp);
+}
+
+/*
+ * qemu creates the (empty) image file before these drivers validate their
+ * options and size, and leaves it behind when they fail; the others check
+ * first (qcow2 and luks remove what they made).
+ */
+static bool creates_file_first(const char *fmt)
+{
+    static const char *const names[] = {"parallels", "qcow", "qed", "vdi", "vhdx", "vpc"};
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        if (!strcmp(fmt, names[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A preallocation= the format does not know goes to qemu's file protocol,
+ * which rejects a bad value before anything is created. */
+static int check_protocol_prealloc(const BlockDriver *drv, const Opts *opts, Error **errp)
+{
+    const char *p = opts_get(opts, "preallocation");
+    PreallocMode mode;
+    if (!p || optdesc_find(drv->create_opts, "preallocation") || prealloc_parse(p, &mode) == 0) {
+        return 0;
+    }
+    error_setg(errp, "invalid parameter value: %s", p);
+    return -EINVAL;
 }
 
 static int do_create(const CreateOpts *o, Error **errp)
@@ -221,12 +262,25 @@ static int do_create(const CreateOpts *o, Error **errp)
         .repro = o->repro,
     };
     Error *local = NULL;
-    ret = size > INT64_MAX - 511 ? -EFBIG : drv->create(&ci, &local);
+    ret = check_protocol_prealloc(drv, &opts, &local);
+    if (ret == 0) {
+        ret = size > INT64_MAX - 511 ? -EFBIG : drv->create(&ci, &local);
+        if (ret < 0 && creates_file_first(fmt)) {
+            bfile_close(bfile_create(o->filename, 0, NULL));
+        }
+    }
     if (ret == -EFBIG) {
         error_free(local);
         local = NULL;
+        /* qemu's hint: cluster_size set, or defaulted by the format's table */
         uint64_t cs = 0;
-        opts_get_size(&opts, "cluster_size", 0, &cs, NULL);
+        for (size_t t = 0; tables[t] && !cs; t++) {
+            const OptDesc *d = optdesc_find(tables[t], "cluster_size");
+            if (d && d->def_value_str) {
+                parse_size(d->def_value_str, NULL, &cs);
+            }
+        }
+        opts_get_size(&opts, "cluster_size", cs, &cs, NULL);
         error_setg(&local, "The image size is too large for file format '%s'%s", fmt,
                    cs ? " (try using a larger cluster size)" : "");
     } else if (ret < 0 && !local) {

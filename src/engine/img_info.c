@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "common/json.h"
+#include "common/opts.h"
 #include "common/util.h"
 #include "engine/engine.h"
 #include "engine/img_common.h"
@@ -269,6 +270,84 @@ static void dump_human(StrBuf *sb, const JVal *info)
     }
 }
 
+/* ---- json: names ---- */
+
+/* The order qemu's QDict iterates keys in: its hash (Samba TDB's) modulo
+ * its 512 buckets.  qemu prints json: names in that order. */
+static unsigned qdict_bucket(const char *key)
+{
+    uint32_t v = 0x238F13AFu * (uint32_t)strlen(key);
+    for (size_t i = 0; key[i]; i++) {
+        v += (uint32_t)(unsigned char)key[i] << (i * 5 % 24);
+    }
+    return (1103515243u * v + 12345u) % 512;
+}
+
+/* Driver options that change what the image reads as ("strong" in qemu):
+ * an image opened with one is named by a json: string. */
+static const struct {
+    const char *fmt;
+    const char *opts[3];
+} strong_opts[] = {
+    {"raw", {"offset", "size"}},
+    {"luks", {"key-secret"}},
+    {"qcow2", {"encrypt.key-secret"}},
+    {"qcow", {"encrypt.key-secret"}},
+};
+
+typedef struct NameMember {
+    const char *key;
+    JVal *val;
+} NameMember;
+
+static int cmp_member(const void *a, const void *b)
+{
+    unsigned x = qdict_bucket(((const NameMember *)a)->key);
+    unsigned y = qdict_bucket(((const NameMember *)b)->key);
+    return (x > y) - (x < y);
+}
+
+/* qemu's name for an image opened with --image-opts OPTSTR, or NULL when
+ * it is the plain file name. */
+static char *image_opts_name(const BlockDriverState *bs, const char *optstr)
+{
+    Opts o = OPTS_INIT;
+    const char *fmt = bdrv_format_name(bs);
+    NameMember m[5];
+    size_t n = 0;
+    if (opts_parse(&o, optstr, "file", NULL) == 0) {
+        for (size_t i = 0; i < ARRAY_SIZE(strong_opts); i++) {
+            for (size_t j = 0; !strcmp(strong_opts[i].fmt, fmt) && j < 3 && strong_opts[i].opts[j];
+                 j++) {
+                const char *v = opts_get(&o, strong_opts[i].opts[j]);
+                if (v) {
+                    m[n++] = (NameMember){strong_opts[i].opts[j], json_str(v)};
+                }
+            }
+        }
+    }
+    char *name = NULL;
+    if (n) {
+        JVal *file = json_object();
+        json_add_str(file, "driver", "file");
+        json_add_str(file, "filename", bs->filename);
+        m[n++] = (NameMember){"driver", json_str(fmt)};
+        m[n++] = (NameMember){"file", file};
+        qsort(m, n, sizeof(m[0]), cmp_member);
+        JVal *obj = json_object();
+        for (size_t i = 0; i < n; i++) {
+            json_object_add(obj, m[i].key, m[i].val);
+        }
+        StrBuf sb = STRBUF_INIT;
+        sb_add(&sb, "json:");
+        json_print_compact(&sb, obj);
+        json_free(obj);
+        name = sb_detach(&sb);
+    }
+    opts_release(&o);
+    return name;
+}
+
 /* ---- collecting the chain ---- */
 
 typedef struct SeenFile {
@@ -312,6 +391,11 @@ static JVal *collect_chain(const InfoOpts *o, Error **errp)
                                         NULL, o->force_share, errp);
         if (!bs) {
             goto fail;
+        }
+        char *json_name = image_opts ? image_opts_name(bs, filename) : NULL;
+        if (json_name) {
+            free(bs->filename);
+            bs->filename = json_name;
         }
         JVal *info = image_info_json(bs, errp);
         bdrv_unref(bs);

@@ -6,8 +6,11 @@
  * Messages: the text is qemu-img 7.2's, word for word, because scripts match
  * it; the program prefix is "imgpipe: " rather than "qemu-img: " because the
  * program the user ran is imgpipe (and our own warnings already say
- * "imgpipe: warning:").  Tests compare the text after the prefix.  Likewise
- * "Try 'imgpipe run --help' for more information".
+ * "imgpipe: warning:").  Tests compare the text after the prefix.  That
+ * prefix is the only difference: the usage hint stays qemu-img's own
+ * "Try 'qemu-img --help' for more information" (the help it points to is
+ * qemu-img's, and scripts that compare stderr after mapping the prefix
+ * would otherwise see a second difference).
  *
  * The help output keeps qemu-img 7.2's layout (scripts grep "Supported
  * formats:" and the command syntax lines) but lists only the commands and
@@ -247,7 +250,7 @@ static void vreport(bool try_help, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     if (try_help) {
-        fputs("Try '" PROG " run --help' for more information\n", stderr);
+        fputs("Try 'qemu-img --help' for more information\n", stderr);
     }
 }
 
@@ -278,6 +281,21 @@ static const char *const second_reports[] = {
     "Failed in parsing snapshot param ",
 };
 
+/* Hints that qemu prints verbatim, without a final newline. */
+static const char *const unterminated_hints[] = {
+    "Detected format of ",
+};
+
+static bool is_unterminated_hint(const char *line)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(unterminated_hints); i++) {
+        if (!strncmp(line, unterminated_hints[i], strlen(unterminated_hints[i]))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool is_second_report(const char *line)
 {
     for (size_t i = 0; i < ARRAY_SIZE(second_reports); i++) {
@@ -299,7 +317,9 @@ void qimg_report_err_prefix(Error *err, const char *prefix)
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
         fwrite(p, 1, len, stderr);
-        fputc('\n', stderr);
+        if (nl || p == error_get_pretty(err) || !is_unterminated_hint(p)) {
+            fputc('\n', stderr);
+        }
         p += len + (nl ? 1 : 0);
         if (*p && is_second_report(p)) {
             fputs(PROG ": ", stderr);

@@ -103,7 +103,7 @@ int qimg_getopt(int argc, char **argv, const char *shortopts, const struct optio
 
 /* Print "imgpipe: <fmt>\n" to stderr (qemu's error_report). */
 void qimg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* qemu's error_exit(): the message plus "Try 'imgpipe run --help' for more
+/* qemu's error_exit(): the message plus "Try 'qemu-img --help' for more
  * information"; returns 1 (the exit status) for `return qimg_usage(...)`. */
 int qimg_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print an Error with qimg_error() (each line of a multi-line message keeps

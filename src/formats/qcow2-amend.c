@@ -400,6 +400,12 @@ static int amend_first_part(BlockDriverState *bs, const AmendPlan *p, Error **er
     return ret;
 }
 
+/* Equal names, NULL equal only to NULL */
+static bool same_name(const char *a, const char *b)
+{
+    return a && b ? !strcmp(a, b) : a == b;
+}
+
 int qcow2_amend(BlockDriverState *bs, const Opts *opts, bool force, ProgressFn progress,
                 void *progress_opaque, Error **errp)
 {
@@ -417,23 +423,13 @@ int qcow2_amend(BlockDriverState *bs, const Opts *opts, bool force, ProgressFn p
     if (ret == 0 && p.encryption) {
         ret = qcow2_crypto_amend(bs, opts, force, errp); /* luks-qcow2.c: key slots */
     }
-    if (ret == 0 && (p.backing_file || p.backing_fmt)) {
-        if ((p.backing_file &&
-             (!s->image_backing_file || strcmp(p.backing_file, s->image_backing_file))) ||
-            (p.backing_fmt &&
-             (!s->image_backing_format || strcmp(p.backing_fmt, s->image_backing_format)))) {
-            msg_warn("Deprecated use of amend to alter the backing file; use qemu-img rebase "
-                     "instead");
-        }
-        char *file = xstrdup(p.backing_file          ? p.backing_file
-                             : s->image_backing_file ? s->image_backing_file
-                                                     : "");
-        char *fmt = p.backing_fmt             ? xstrdup(p.backing_fmt)
-                    : s->image_backing_format ? xstrdup(s->image_backing_format)
-                                              : NULL;
-        ret = bs->drv->change_backing_file(bs, file, fmt, errp);
-        free(file);
-        free(fmt);
+    /* qemu 7.2 no longer changes the backing file here: both names must be
+     * given and equal to the current ones (a no-op), or amend fails */
+    if (ret == 0 && (p.backing_file || p.backing_fmt) &&
+        (!same_name(p.backing_file, s->image_backing_file) ||
+         !same_name(p.backing_fmt, s->image_backing_format))) {
+        error_setg(errp, "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.");
+        ret = -EINVAL;
     }
     if (ret == 0) {
         pthread_mutex_lock(&s->lock);

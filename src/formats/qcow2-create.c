@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "formats/luks.h"
 #include "formats/qcow2.h"
@@ -429,19 +430,25 @@ int qcow2_create(const BdrvCreateInfo *ci, Error **errp)
     if (ret == 0) {
         ret = write_initial_image(ci, &p, errp);
     }
+    BlockDriverState *bs = NULL;
+    if (ret == 0) {
+        bs = bdrv_open(ci->filename, "qcow2", NULL,
+                       BDRV_O_RDWR | BDRV_O_NO_BACKING | (ci->flags & BDRV_O_NOCACHE), errp);
+        ret = bs ? 0 : -EIO;
+    }
+    if (bs) {
+        BDRVQcow2State *s = qcow2_state(bs);
+        pthread_mutex_lock(&s->lock);
+        ret = finish_create(bs, &p, ci, errp);
+        pthread_mutex_unlock(&s->lock);
+        bdrv_unref(bs);
+    }
     if (ret < 0) {
-        return ret;
+        /* as qemu: a failed create leaves neither the image nor its data file */
+        unlink(ci->filename);
+        if (p.data_file) {
+            unlink(p.data_file);
+        }
     }
-    BlockDriverState *bs =
-        bdrv_open(ci->filename, "qcow2", NULL,
-                  BDRV_O_RDWR | BDRV_O_NO_BACKING | (ci->flags & BDRV_O_NOCACHE), errp);
-    if (!bs) {
-        return -EIO;
-    }
-    BDRVQcow2State *s = qcow2_state(bs);
-    pthread_mutex_lock(&s->lock);
-    ret = finish_create(bs, &p, ci, errp);
-    pthread_mutex_unlock(&s->lock);
-    bdrv_unref(bs);
     return ret;
 }

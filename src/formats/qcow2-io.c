@@ -235,6 +235,7 @@ static int link_run(BlockDriverState *bs, void *l2, const WriteRun *r)
         }
     }
     uint64_t *old = XNEWV(uint64_t, (size_t)r->nb);
+    bool changed = false;
     for (int64_t i = 0; i < r->nb; i++) {
         uint32_t idx = r->l2_index + (uint32_t)i;
         uint64_t ci = r->cstart + ((uint64_t)i << s->cluster_bits);
@@ -253,11 +254,16 @@ static int link_run(BlockDriverState *bs, void *l2, const WriteRun *r)
         if (s->extended_l2) {
             nb_ = (nb_ | mask) & ~(mask << 32);
         }
+        changed |= e != get_l2_entry(s, l2, idx) || nb_ != b;
         set_l2_entry(s, l2, idx, e);
         set_l2_bitmap(s, l2, idx, nb_);
     }
-    qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
-    qcow2_cache_depends_on_flush(s->l2_table_cache);
+    /* an overwrite in place changes no entry: the table stays clean (as in
+     * qemu, whose files keep the table's unwritten tail sparse) */
+    if (changed) {
+        qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
+        qcow2_cache_depends_on_flush(s->l2_table_cache);
+    }
     for (int64_t i = 0; i < r->nb && !has_data_file(s); i++) {
         qcow2_free_any_cluster(bs, old[i], QCOW2_DISCARD_OTHER);
     }
@@ -541,10 +547,104 @@ static void discard_unused_clusters(BlockDriverState *bs)
  * ones on disk, a process killed in between (commit's last step) left the
  * overlay pointing at holes, i.e. reading zeros instead of its data.
  */
+/*
+ * qemu resets such an image to a fresh one rather than discarding cluster
+ * by cluster: v3, nothing that reserves clusters of its own (snapshots,
+ * bitmaps, LUKS header, data file), and header, refcount table, one
+ * refcount block and the L1 table fit in the first refcount block.  We do
+ * it only where the image already has that fresh layout (what qemu-img
+ * create makes: refcount table in cluster 1, its one block in cluster 2,
+ * L1 from cluster 3), so that no step ever leaves more than leaks behind.
+ */
+static bool can_empty_completely(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = qcow2_state(bs);
+    uint64_t cs = s->cluster_size;
+    uint64_t l1_clusters = DIV_ROUND_UP((uint64_t)s->l1_size * 8, cs);
+    if (s->qcow_version < 3 || s->nb_snapshots || s->nb_bitmaps ||
+        3 + l1_clusters > s->refcount_block_size || s->crypt_method_header == QCOW2_CRYPT_LUKS ||
+        s->data_file != bs->file || s->refcount_table_offset != cs ||
+        s->refcount_table_size != cs / 8 || s->refcount_table[0] != 2 * cs ||
+        s->l1_table_offset != 3 * cs) {
+        return false;
+    }
+    for (uint32_t i = 1; i < s->refcount_table_size; i++) {
+        if (s->refcount_table[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The layout qemu's make_empty leaves: header, refcount table, refcount
+ * block, an empty L1 table, and the file ends there.  Steps, each safe to
+ * crash after: the L1 table is zeroed (every other cluster is leaked);
+ * the refcount table, block and L1 clusters are rewritten whole (a torn
+ * block mixes old refcounts, leaks, with new ones); the file is cut; the
+ * header cluster is rewritten as it stands.
+ */
+static int make_completely_empty(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = qcow2_state(bs);
+    uint64_t cs = s->cluster_size, l1_bytes = (uint64_t)s->l1_size * 8;
+    uint64_t l1_clusters = DIV_ROUND_UP(l1_bytes, cs);
+    int ret = qcow2_cache_empty(bs, s->l2_table_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_empty(bs, s->refcount_block_cache);
+    }
+    if (ret == 0 && l1_bytes) {
+        ret = bfile_write_zeroes(bs->file, (int64_t)s->l1_table_offset, (int64_t)l1_bytes, false);
+    }
+    if (ret == 0) {
+        ret = bfile_flush(bs->file);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    memset(s->l1_table, 0, l1_bytes);
+    s->l1_dirty_lo = s->l1_dirty_hi = 0;
+    uint8_t *buf = xzalloc(cs);
+    st64_be(buf, 2 * cs);
+    ret = bfile_pwrite(bs->file, (int64_t)cs, buf, cs);
+    memset(buf, 0, cs);
+    for (uint64_t c = 0; c < 3 + l1_clusters; c++) {
+        qcow2_refblock_set(buf, s->refcount_order, c, 1);
+    }
+    if (ret == 0) {
+        ret = bfile_pwrite(bs->file, (int64_t)(2 * cs), buf, cs);
+    }
+    memset(buf, 0, cs);
+    for (uint64_t c = 0; ret == 0 && c < l1_clusters; c++) {
+        ret = bfile_pwrite(bs->file, (int64_t)((3 + c) * cs), buf, cs);
+    }
+    free(buf);
+    if (ret == 0) {
+        ret = bfile_flush(bs->file);
+    }
+    if (ret == 0) {
+        ret = bfile_truncate(bs->file, (int64_t)((3 + l1_clusters) * cs), PREALLOC_OFF, NULL);
+    }
+    if (ret == 0) {
+        ret = qcow2_update_header(bs); /* qemu ends by rewriting it (marking clean) */
+    }
+    s->free_cluster_index = 0;
+    s->free_byte_offset = 0;
+    return ret;
+}
+
 int qcow2_make_empty(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = qcow2_state(bs);
     pthread_mutex_lock(&s->lock);
+    if (can_empty_completely(bs)) {
+        int ret = make_completely_empty(bs);
+        pthread_mutex_unlock(&s->lock);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not empty the image");
+        }
+        return ret;
+    }
     int ret = qcow2_mark_dirty(bs);
     uint64_t total = (uint64_t)bs->total_size;
     uint64_t step = 1ULL << (s->l2_bits + s->cluster_bits);

@@ -12,7 +12,7 @@
  * no-probe feature), read, write (copy-on-write from the backing file for
  * partial clusters), zero clusters, block status, check and repair
  * (invalid table entries cleared; leaks are reported, never reclaimed:
- * qed has no free-space map), the need-check (dirty) bit.
+ * qed has no free-space map), the need-check (dirty) bit, growing resize.
  *
  * Design notes:
  *  1. Allocation appends whole clusters at the end of the file.
@@ -512,6 +512,40 @@ static int alloc_cluster(BlockDriverState *bs, int64_t offset, int64_t n, bool w
     return ret;
 }
 
+/*
+ * Allocate and fill a run of unallocated clusters [offset, offset+bytes)
+ * within one L2 table.  As qemu does, the data clusters come first and a
+ * new L2 table after them, so that files match qemu's layout.
+ */
+static int write_new_run(BlockDriverState *bs, int64_t offset, int64_t bytes, const uint8_t *p)
+{
+    BDRVQEDState *s = bs->opaque;
+    uint32_t cs = s->header.cluster_size;
+    uint64_t first = 0;
+    int ret = mark_dirty(bs);
+    for (int64_t pos = offset; ret == 0 && pos < offset + bytes;) {
+        int64_t n = MIN(offset + bytes - pos, (int64_t)(cs - (pos & (cs - 1))));
+        uint64_t entry, host = 0;
+        ret = lookup(bs, (uint64_t)pos, &entry);
+        if (ret == 0) {
+            ret = alloc_cluster(bs, pos, n, entry == QED_CLUSTER_ZERO, &host);
+        }
+        first = pos == offset ? host : first;
+        pos += n;
+    }
+    uint64_t *l2 = ret == 0 ? l2_for_write(bs, (uint64_t)offset, &ret) : NULL;
+    if (!l2) {
+        return ret;
+    }
+    int64_t in_cluster = offset & (cs - 1);
+    ret = bfile_pwrite(bs->file, (int64_t)first + in_cluster, p, (size_t)bytes);
+    for (int64_t i = 0; ret == 0 && i * cs < in_cluster + bytes; i++) {
+        uint64_t pos = (uint64_t)(offset - in_cluster) + (uint64_t)i * cs;
+        l2[(pos >> s->l2_shift) & (s->table_nelems - 1)] = first + (uint64_t)i * cs;
+    }
+    return ret;
+}
+
 static int qed_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf)
 {
     BDRVQEDState *s = bs->opaque;
@@ -523,19 +557,13 @@ static int qed_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const
         uint64_t entry;
         int ret = lookup(bs, (uint64_t)offset, &entry);
         if (ret == 0 && entry <= QED_CLUSTER_ZERO) {
-            ret = mark_dirty(bs);
-            uint64_t *l2 = ret == 0 ? l2_for_write(bs, (uint64_t)offset, &ret) : NULL;
-            if (l2) {
-                ret = alloc_cluster(bs, offset, n, entry == QED_CLUSTER_ZERO, &entry);
-                /* may have been evicted; a failed allocation must not write data */
-                l2 = ret == 0 ? l2_for_write(bs, (uint64_t)offset, &ret) : NULL;
+            /* extend over the following unallocated clusters of this L2 table */
+            uint64_t l2_end = ((uint64_t)offset | ((1ULL << s->l1_shift) - 1)) + 1;
+            while (n < bytes && (uint64_t)(offset + n) < l2_end &&
+                   lookup(bs, (uint64_t)(offset + n), &entry) == 0 && entry <= QED_CLUSTER_ZERO) {
+                n += MIN(bytes - n, (int64_t)cs);
             }
-            if (l2) {
-                ret = bfile_pwrite(bs->file, (int64_t)entry + in_cluster, p, (size_t)n);
-                if (ret == 0) {
-                    l2[(offset >> s->l2_shift) & (s->table_nelems - 1)] = entry;
-                }
-            }
+            ret = write_new_run(bs, offset, n, p);
         } else if (ret == 0) {
             ret = bfile_pwrite(bs->file, (int64_t)entry + in_cluster, p, (size_t)n);
         }
@@ -786,6 +814,39 @@ static int qed_create_params(const BdrvCreateInfo *ci, QedHeader *h, Error **err
     return 0;
 }
 
+/* Growing only: the new size is stored in the header (qemu's rules). */
+static int qed_truncate(BlockDriverState *bs, int64_t offset, bool exact, PreallocMode prealloc,
+                        bool shrink_allowed, Error **errp)
+{
+    BDRVQEDState *s = bs->opaque;
+    if (prealloc != PREALLOC_OFF) {
+        error_setg(errp, "Unsupported preallocation mode '%s'", prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (offset <= 0 ||
+        !image_size_valid((uint64_t)offset, s->header.cluster_size, s->header.table_size)) {
+        error_setg(errp, "Invalid image size specified");
+        return -EINVAL;
+    }
+    if ((uint64_t)offset < s->header.image_size) {
+        error_setg(errp, "Shrinking images is currently not supported");
+        return -ENOTSUP;
+    }
+    uint64_t old = s->header.image_size;
+    s->header.image_size = (uint64_t)offset;
+    int ret = write_header(bs);
+    if (ret == 0) {
+        ret = bfile_flush(bs->file);
+    }
+    if (ret < 0) {
+        s->header.image_size = old;
+        error_setg_errno(errp, -ret, "Failed to update the image size");
+        return ret;
+    }
+    bs->total_size = offset;
+    return 0;
+}
+
 static int qed_create(const BdrvCreateInfo *ci, Error **errp)
 {
     QedHeader h;
@@ -815,11 +876,15 @@ static int qed_create(const BdrvCreateInfo *ci, Error **errp)
     }
     uint8_t b[QED_HEADER_SIZE];
     header_encode(&h, b);
-    /* header cluster and a zeroed L1 table, then the header itself */
-    ret = bfile_truncate(f, (int64_t)(h.l1_table_offset + (uint64_t)h.table_size * h.cluster_size),
-                         PREALLOC_OFF, errp);
+    /* the header, then an L1 table written as zeros (as qemu: allocated) */
+    ret = bfile_pwrite(f, 0, b, sizeof(b));
     if (ret == 0) {
-        ret = bfile_pwrite(f, 0, b, sizeof(b));
+        static const uint8_t zeros[65536];
+        uint64_t l1_bytes = (uint64_t)h.table_size * h.cluster_size;
+        for (uint64_t done = 0; ret == 0 && done < l1_bytes; done += sizeof(zeros)) {
+            ret = bfile_pwrite(f, (int64_t)(h.l1_table_offset + done), zeros,
+                               (size_t)MIN(sizeof(zeros), l1_bytes - done));
+        }
     }
     if (ret == 0 && backing) {
         ret = bfile_pwrite(f, QED_HEADER_SIZE, backing, blen);
@@ -846,6 +911,7 @@ const BlockDriver bdrv_qed = {
     .pwrite = qed_pwrite,
     .write_zeroes = qed_write_zeroes,
     .flush = qed_flush,
+    .truncate = qed_truncate,
     .block_status = qed_block_status,
     .get_info = qed_get_info,
     .check = qed_check,

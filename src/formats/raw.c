@@ -3,11 +3,13 @@
  *
  * Sparse-aware: block status passes through to the file (SEEK_DATA/HOLE),
  * so holes are reported as zero and never read.  Create honours
- * preallocation=off|falloc|full.  A raw image chosen by probing refuses
+ * preallocation=off|falloc|full; the runtime options offset= and size=
+ * open a window of the file.  A raw image chosen by probing refuses
  * writes to its first sector that would make it probe as another format
  * (qemu's protection against CVE-2008-2004).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "blocklayer/block_int.h"
@@ -45,15 +47,66 @@ static int raw_create(const BdrvCreateInfo *ci, Error **errp)
     return ret;
 }
 
+/* The runtime options offset= and size= (--image-opts, json:) select a
+ * window of the file, as qemu's raw driver does. */
+typedef struct BDRVRawState {
+    int64_t offset;
+    bool has_size;
+} BDRVRawState;
+
+/* 0: the window has a size; 1: it runs to the end of the file. */
+static int raw_read_window(BlockDriverState *bs, const Opts *options, int64_t len, Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    uint64_t off = 0, size = 0;
+    if (opts_get_size(options, "offset", 0, &off, errp) < 0 ||
+        opts_get_size(options, "size", 0, &size, errp) < 0) {
+        return -EINVAL;
+    }
+    s->has_size = opts_get(options, "size") != NULL;
+    if (off > (uint64_t)len) {
+        error_setg(errp,
+                   "Offset (%" PRIu64 ") cannot be greater than size of the containing file "
+                   "(%" PRId64 ")",
+                   off, len);
+        return -EINVAL;
+    }
+    if (s->has_size && (uint64_t)len - off < size) {
+        error_setg(errp,
+                   "The sum of offset (%" PRIu64 ") and size (%" PRIu64 ") has to be smaller "
+                   "or equal to the  actual size of the containing file (%" PRId64 ")",
+                   off, size, len);
+        return -EINVAL;
+    }
+    if (s->has_size && size % BDRV_SECTOR_SIZE) {
+        error_setg(errp, "Specified size is not multiple of %llu",
+                   (unsigned long long)BDRV_SECTOR_SIZE);
+        return -EINVAL;
+    }
+    s->offset = (int64_t)off;
+    return s->has_size ? 0 : 1;
+}
+
 static int raw_open(BlockDriverState *bs, const Opts *options, int flags, Error **errp)
 {
+    BDRVRawState *s = bs->opaque;
     int64_t len = bfile_getlength(bs->file);
     if (len < 0) {
         error_setg_errno(errp, (int)-len, "Could not get image size");
         return (int)len;
     }
+    uint64_t size = 0;
+    int ret = options ? raw_read_window(bs, options, len, errp) : 1;
+    if (ret < 0) {
+        return ret;
+    }
+    if (ret == 0) {
+        opts_get_size(options, "size", 0, &size, NULL);
+        bs->total_size = (int64_t)size;
+        return 0;
+    }
     /* qemu counts whole sectors: the tail of a partial one reads as zeros */
-    bs->total_size = ROUND_UP(len, (int64_t)BDRV_SECTOR_SIZE);
+    bs->total_size = ROUND_UP(len - s->offset, (int64_t)BDRV_SECTOR_SIZE);
     return 0;
 }
 
@@ -61,7 +114,8 @@ static void raw_close(BlockDriverState *bs) {}
 
 static int raw_pread(BlockDriverState *bs, int64_t offset, int64_t bytes, void *buf)
 {
-    return bfile_pread(bs->file, offset, buf, (size_t)bytes);
+    BDRVRawState *s = bs->opaque;
+    return bfile_pread(bs->file, s->offset + offset, buf, (size_t)bytes);
 }
 
 /* A probed raw image: would the new first sector make it probe as non-raw? */
@@ -83,11 +137,12 @@ static int check_probed_write(BlockDriverState *bs, int64_t offset, int64_t byte
 
 static int raw_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const void *buf)
 {
+    BDRVRawState *s = bs->opaque;
     int ret = check_probed_write(bs, offset, bytes, buf);
     if (ret < 0) {
         return ret;
     }
-    return bfile_pwrite(bs->file, offset, buf, (size_t)bytes);
+    return bfile_pwrite(bs->file, s->offset + offset, buf, (size_t)bytes);
 }
 
 static int raw_write_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes, int flags)
@@ -95,19 +150,22 @@ static int raw_write_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (bs->probed && offset < 512) {
         return -ENOTSUP; /* goes through raw_pwrite and its check */
     }
-    return bfile_write_zeroes(bs->file, offset, bytes, flags & BDRV_REQ_MAY_UNMAP);
+    BDRVRawState *s = bs->opaque;
+    return bfile_write_zeroes(bs->file, s->offset + offset, bytes, flags & BDRV_REQ_MAY_UNMAP);
 }
 
 static int raw_discard(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
-    return bfile_discard(bs->file, offset, bytes);
+    BDRVRawState *s = bs->opaque;
+    return bfile_discard(bs->file, s->offset + offset, bytes);
 }
 
 static int raw_block_status(BlockDriverState *bs, bool want_zero, int64_t offset, int64_t bytes,
                             int64_t *pnum, int64_t *map, BlockFile **file)
 {
+    BDRVRawState *s = bs->opaque;
     *pnum = bytes;
-    *map = offset;
+    *map = s->offset + offset;
     *file = bs->file;
     return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
 }
@@ -115,7 +173,12 @@ static int raw_block_status(BlockDriverState *bs, bool want_zero, int64_t offset
 static int raw_truncate(BlockDriverState *bs, int64_t offset, bool exact, PreallocMode prealloc,
                         bool shrink_allowed, Error **errp)
 {
-    int ret = bfile_truncate(bs->file, offset, prealloc, errp);
+    BDRVRawState *s = bs->opaque;
+    if (s->has_size) {
+        error_setg(errp, "Cannot resize fixed-size raw disks");
+        return -ENOTSUP;
+    }
+    int ret = bfile_truncate(bs->file, s->offset + offset, prealloc, errp);
     if (ret == 0) {
         bs->total_size = ROUND_UP(offset, (int64_t)BDRV_SECTOR_SIZE);
     }
@@ -142,7 +205,7 @@ static int raw_measure(const Opts *opts, BlockDriverState *in_bs, BlockMeasureIn
 
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
-    .instance_size = 1,
+    .instance_size = sizeof(BDRVRawState),
     .thread_model = THREAD_MODEL_PARALLEL,
     .is_raw = true,
     .probe = raw_probe,

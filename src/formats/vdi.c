@@ -320,11 +320,8 @@ static int vdi_pread(BlockDriverState *bs, int64_t offset, int64_t bytes, void *
     return 0;
 }
 
-/*
- * Append a block for guest block `index` and put `n` bytes of data at
- * in_block.  A block that starts at or past the end of the file needs no
- * zero padding: the file's hole reads as zero.
- */
+/* Append a block for guest block `index` and put `n` bytes of data at
+ * in_block. */
 static int alloc_block(BlockDriverState *bs, uint32_t index, uint32_t in_block, const void *data,
                        int64_t n)
 {
@@ -334,18 +331,12 @@ static int alloc_block(BlockDriverState *bs, uint32_t index, uint32_t in_block, 
         return -EIO; /* a consistent image never runs out of block numbers */
     }
     int64_t start = block_host_offset(s, entry, 0);
-    int ret;
-    if (start >= s->file_end) {
-        ret = bfile_pwrite(bs->file, start + in_block, data, (size_t)n);
-        if (ret == 0 && start + VDI_BLOCK_SIZE > s->file_end) {
-            ret = bfile_truncate(bs->file, start + VDI_BLOCK_SIZE, PREALLOC_OFF, NULL);
-        }
-    } else {
-        uint8_t *block = xzalloc(VDI_BLOCK_SIZE);
-        memcpy(block + in_block, data, (size_t)n);
-        ret = bfile_pwrite(bs->file, start, block, VDI_BLOCK_SIZE);
-        free(block);
-    }
+    /* the whole block is written, zeros included, as qemu does: the
+     * file's allocation (qemu-img info's disk size) matches qemu's */
+    uint8_t *block = xzalloc(VDI_BLOCK_SIZE);
+    memcpy(block + in_block, data, (size_t)n);
+    int ret = bfile_pwrite(bs->file, start, block, VDI_BLOCK_SIZE);
+    free(block);
     if (ret < 0) {
         return ret;
     }

@@ -527,12 +527,36 @@ static int first_visible_write(BlockDriverState *bs)
     return vhdx_update_headers(bs, true, NULL);
 }
 
+/*
+ * qemu journals every BAT update: an 8 KiB log entry (descriptor and data
+ * sector) appended from the start of the log region in each session, then
+ * replayed at once.  We write the BAT in place; the log region still gets
+ * its 8 KiB per update, as zeros (the header's log GUID stays zero, so
+ * nothing there is ever replayed), so that the file's allocation - qemu-img
+ * info's disk size - is the one qemu's file would have.
+ */
+static int touch_log_entry(BlockDriverState *bs)
+{
+    static const uint8_t zeros[8192];
+    BDRVVhdxState *s = bs->opaque;
+    const VhdxHeader *h = &s->headers[s->curr_header];
+    uint64_t slots = h->log_length / sizeof(zeros);
+    if (!slots) {
+        return 0;
+    }
+    uint64_t off = h->log_offset + (s->log_entries++ % slots) * sizeof(zeros);
+    return bfile_pwrite(bs->file, (int64_t)off, zeros, sizeof(zeros));
+}
+
 static int write_bat_entry(BlockDriverState *bs, uint64_t idx, uint64_t value)
 {
     BDRVVhdxState *s = bs->opaque;
     uint8_t le[8];
     st64_le(le, value);
-    int ret = bfile_pwrite(bs->file, (int64_t)(s->bat_offset + idx * 8), le, 8);
+    int ret = touch_log_entry(bs);
+    if (ret == 0) {
+        ret = bfile_pwrite(bs->file, (int64_t)(s->bat_offset + idx * 8), le, 8);
+    }
     if (ret == 0) {
         s->bat[idx] = value;
     }

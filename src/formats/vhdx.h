@@ -92,6 +92,7 @@ typedef struct BDRVVhdxState {
     VhdxGuid session_guid;
     bool first_visible_write_done;
     bool log_replayed;
+    uint32_t log_entries; /* BAT updates this session (see write_bat_entry) */
 
     uint64_t bat_offset;
     uint32_t bat_region_length;
