@@ -429,9 +429,15 @@ int vmdk_write_cid(BlockDriverState *bs, uint32_t cid)
         ret = bfile_pwrite(s->desc_file, s->desc_offset, room, (size_t)s->desc_room);
         free(room);
     } else {
-        ret = bfile_pwrite(s->desc_file, 0, text, len);
+        /* a descriptor file is rewritten padded with NULs to whole sectors,
+         * as qemu does (its files grow from 337 to 512 bytes on first write) */
+        size_t padded = ROUND_UP(len, VMDK_SECTOR);
+        char *room = xzalloc(padded);
+        memcpy(room, text, len);
+        ret = bfile_pwrite(s->desc_file, 0, room, padded);
+        free(room);
         if (ret == 0) {
-            ret = bfile_truncate(s->desc_file, (int64_t)len, PREALLOC_OFF, NULL);
+            ret = bfile_truncate(s->desc_file, (int64_t)padded, PREALLOC_OFF, NULL);
         }
     }
     if (ret == 0) {

@@ -135,7 +135,7 @@ R -- create -f qcow2 -o backing_file=base.qcow2,backing_fmt=qcow2 n.qcow2
 R -- create -f raw -o preallocation=full n.raw 64k
 R -- create -f raw -o preallocation=falloc n.raw 64k
 R -- create -f vmdk n.vmdk 1M
-R -k "vmdk_stream.c (owned elsewhere): file 68096 bytes, 8 KiB allocated; qemu 65536 bytes, 12 KiB" -- create -f vmdk -o subformat=streamOptimized n.vmdk 1M
+R -x "streamOptimized in VMware's layout (grain tables, directory, footer and end-of-stream marker after the grains), as VMware and OVA consumers expect; qemu-img reads both" -- create -f vmdk -o subformat=streamOptimized n.vmdk 1M
 R -- create -f vmdk -o subformat=monolithicFlat n.vmdk 1M
 R -- create -f vmdk -o subformat=bogus n.vmdk 1M
 R -- create -f vdi n.vdi 1M
@@ -250,7 +250,7 @@ R -- convert -c -O qcow2 -o compression_type=zstd pat.raw o.qcow2
 R -- convert -c -O raw pat.raw o.raw
 R -x "qemu-img 7.2 exits 1 without a message after writing a good image (qcow refuses the end-of-stream compressed write)" -- convert -c -O qcow pat.raw o.qcow
 R -- convert -O vmdk pat.raw o.vmdk
-R -k "vmdk_stream.c (owned elsewhere): file 72704 bytes, 20 KiB allocated; qemu 132608 bytes, 84 KiB" -- convert -O vmdk -o subformat=streamOptimized pat.raw o.vmdk
+R -x "streamOptimized in VMware's layout (grain tables, directory, footer and end-of-stream marker after the grains), as VMware and OVA consumers expect; qemu-img reads both" -- convert -O vmdk -o subformat=streamOptimized pat.raw o.vmdk
 R -- convert -O vdi pat.raw o.vdi
 R -- convert -O vpc pat.raw o.vpc
 R -- convert -O vhdx pat.raw o.vhdx
@@ -323,7 +323,7 @@ R -- convert -O qcow2 -o data_file=d.raw pat.raw o.qcow2
 R -f vpc -- convert -O vpc -o subformat=fixed pat.raw o.vpc
 R -- convert -O vdi -o static=on pat.raw o.vdi
 R -- convert -O vhdx -o subformat=fixed pat.raw o.vhdx
-R -k "vmdk (owned elsewhere): after convert the descriptor file is 337 bytes; qemu leaves it 512" -- convert -O vmdk -o subformat=monolithicFlat pat.raw o.vmdk
+R -- convert -O vmdk -o subformat=monolithicFlat pat.raw o.vmdk
 R -- convert -c -O qcow2 top.qcow2 o.qcow2
 R -- convert -O qcow2 -B ovl.qcow2 -F qcow2 top.qcow2 o.qcow2
 R -- convert -O qcow2 pat.raw adir
