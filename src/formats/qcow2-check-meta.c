@@ -32,10 +32,6 @@
 
 #include "formats/qcow2-check.h"
 
-#define SN_HEADER_SIZE      40   /* fixed part of a snapshot table entry */
-#define SN_EXTRA_KNOWN_SIZE 24   /* vm_state_size_large, disk_size, icount */
-#define SN_MAX_EXTRA_DATA   1024 /* QEMU's QCOW_MAX_SNAPSHOT_EXTRA_DATA */
-
 void qcow2_check_error(const char *fmt, ...)
 {
     /* qemu prints these through error_report(), with the program name;
@@ -159,36 +155,21 @@ static int sn_read(BlockDriverState *bs, uint64_t offset, void *buf, size_t len,
 }
 
 /* The known extra data fields; a short entry keeps the defaults. */
-static void sn_parse_extra(BlockDriverState *bs, QCowSnapshot *sn, const uint8_t *extra)
-{
-    if (sn->extra_data_size >= 8) {
-        sn->vm_state_size = ld64_be(extra);
-    }
-    sn->disk_size = sn->extra_data_size >= 16 ? ld64_be(extra + 8) : (uint64_t)bs->total_size;
-    sn->icount = sn->extra_data_size >= 24 ? ld64_be(extra + 16) : UINT64_MAX;
-}
-
 /* One entry at *offset (8-aligned); *offset moves past it, *table_len
  * grows by its size as it will be rewritten. */
 static int sn_read_entry(BlockDriverState *bs, QCowSnapshot *sn, int i, uint64_t *offset,
                          uint64_t *table_len, SnapRead *r, Error **errp)
 {
-    uint8_t h[SN_HEADER_SIZE], extra[SN_EXTRA_KNOWN_SIZE] = {0};
+    uint8_t h[QCOW2_SN_HEADER_SIZE], extra[QCOW2_SN_EXTRA_KNOWN_SIZE] = {0};
     int ret = sn_read(bs, *offset, h, sizeof(h), errp);
     if (ret < 0) {
         return ret;
     }
     *offset += sizeof(h);
-    sn->l1_table_offset = ld64_be(h);
-    sn->l1_size = ld32_be(h + 8);
-    uint16_t id_len = ld16_be(h + 12), name_len = ld16_be(h + 14);
-    sn->date_sec = ld32_be(h + 16);
-    sn->date_nsec = ld32_be(h + 20);
-    sn->vm_clock_nsec = ld64_be(h + 24);
-    sn->vm_state_size = ld32_be(h + 32);
-    sn->extra_data_size = ld32_be(h + 36);
+    uint16_t id_len, name_len;
+    qcow2_sn_parse_header(h, sn, &id_len, &name_len);
     bool cut = false;
-    if (sn->extra_data_size > SN_MAX_EXTRA_DATA) {
+    if (sn->extra_data_size > QCOW2_SN_MAX_EXTRA_DATA) {
         if (!r->repair) {
             error_setg(errp, "Too much extra metadata in snapshot table entry %i", i);
             snprintf(r->hint, sizeof(r->hint),
@@ -197,24 +178,24 @@ static int sn_read_entry(BlockDriverState *bs, QCowSnapshot *sn, int i, uint64_t
         }
         msg_report("Discarding too much extra metadata in snapshot table entry %i (%" PRIu32
                    " > %u)",
-                   i, sn->extra_data_size, SN_MAX_EXTRA_DATA);
+                   i, sn->extra_data_size, QCOW2_SN_MAX_EXTRA_DATA);
         r->extra_dropped++;
         cut = true;
     }
-    uint32_t known = MIN(sn->extra_data_size, (uint32_t)SN_EXTRA_KNOWN_SIZE);
+    uint32_t known = MIN(sn->extra_data_size, (uint32_t)QCOW2_SN_EXTRA_KNOWN_SIZE);
     ret = sn_read(bs, *offset, extra, known, errp);
     if (ret < 0) {
         return ret;
     }
     *offset += known;
-    sn_parse_extra(bs, sn, extra);
-    if (sn->extra_data_size > SN_EXTRA_KNOWN_SIZE) {
+    qcow2_sn_parse_extra(bs, sn, extra);
+    if (sn->extra_data_size > QCOW2_SN_EXTRA_KNOWN_SIZE) {
         /* the next field starts after the extra data as stored, even if cut */
-        uint64_t end = *offset + sn->extra_data_size - SN_EXTRA_KNOWN_SIZE;
+        uint64_t end = *offset + sn->extra_data_size - QCOW2_SN_EXTRA_KNOWN_SIZE;
         if (cut) {
-            sn->extra_data_size = SN_MAX_EXTRA_DATA;
+            sn->extra_data_size = QCOW2_SN_MAX_EXTRA_DATA;
         }
-        size_t unknown = sn->extra_data_size - SN_EXTRA_KNOWN_SIZE; /* <= 1000 */
+        size_t unknown = sn->extra_data_size - QCOW2_SN_EXTRA_KNOWN_SIZE; /* <= 1000 */
         sn->unknown_extra_data = xmalloc(unknown);
         ret = sn_read(bs, *offset, sn->unknown_extra_data, unknown, errp);
         if (ret < 0) {
@@ -229,7 +210,7 @@ static int sn_read_entry(BlockDriverState *bs, QCowSnapshot *sn, int i, uint64_t
         ret = sn_read(bs, *offset + id_len, sn->name, name_len, errp);
     }
     *offset += (uint64_t)id_len + name_len;
-    *table_len += SN_HEADER_SIZE + sn->extra_data_size + (uint64_t)id_len + name_len;
+    *table_len += QCOW2_SN_HEADER_SIZE + sn->extra_data_size + (uint64_t)id_len + name_len;
     return ret;
 }
 
@@ -291,7 +272,7 @@ static int validate_table(const BDRVQcow2State *s, BdrvCheckResult *res)
     if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
         why = "snapshot table too large";
         ret = -EFBIG;
-    } else if ((uint64_t)INT64_MAX - (uint64_t)s->nb_snapshots * SN_HEADER_SIZE <
+    } else if ((uint64_t)INT64_MAX - (uint64_t)s->nb_snapshots * QCOW2_SN_HEADER_SIZE <
                    s->snapshots_offset ||
                offset_into_cluster(s, (int64_t)(s->snapshots_offset & INT64_MAX)) != 0) {
         why = "snapshot table offset invalid";
@@ -410,7 +391,7 @@ int qcow2_check_fix_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, i
     /* what was written is complete: every entry got the known extra data */
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         s->snapshots[i].extra_data_size =
-            MAX(s->snapshots[i].extra_data_size, (uint32_t)SN_EXTRA_KNOWN_SIZE);
+            MAX(s->snapshots[i].extra_data_size, (uint32_t)QCOW2_SN_EXTRA_KNOWN_SIZE);
     }
     res->corruptions_fixed += res->corruptions;
     res->corruptions = 0;

@@ -27,10 +27,6 @@
 
 #include "formats/qcow2.h"
 
-#define SN_HEADER_SIZE      40   /* fixed part of a snapshot table entry */
-#define SN_EXTRA_KNOWN_SIZE 24   /* vm_state_size_large, disk_size, icount */
-#define SN_MAX_EXTRA_DATA   1024 /* QEMU's QCOW_MAX_SNAPSHOT_EXTRA_DATA */
-
 /* ---- table I/O ---- */
 
 void qcow2_free_snapshots(BlockDriverState *bs)
@@ -57,41 +53,53 @@ static int read_bytes(BlockDriverState *bs, uint64_t offset, void *buf, size_t l
 }
 
 /* Read one entry at *offset (8-aligned by the caller) into sn. */
+void qcow2_sn_parse_header(const uint8_t *h, QCowSnapshot *sn, uint16_t *id_len, uint16_t *name_len)
+{
+    sn->l1_table_offset = ld64_be(h);
+    sn->l1_size = ld32_be(h + 8);
+    *id_len = ld16_be(h + 12);
+    *name_len = ld16_be(h + 14);
+    sn->date_sec = ld32_be(h + 16);
+    sn->date_nsec = ld32_be(h + 20);
+    sn->vm_clock_nsec = ld64_be(h + 24);
+    sn->vm_state_size = ld32_be(h + 32);
+    sn->extra_data_size = ld32_be(h + 36);
+}
+
+void qcow2_sn_parse_extra(BlockDriverState *bs, QCowSnapshot *sn, const uint8_t *extra)
+{
+    if (sn->extra_data_size >= 8) {
+        sn->vm_state_size = ld64_be(extra);
+    }
+    sn->disk_size = sn->extra_data_size >= 16 ? ld64_be(extra + 8) : (uint64_t)bs->total_size;
+    sn->icount = sn->extra_data_size >= 24 ? ld64_be(extra + 16) : UINT64_MAX;
+}
+
 static int read_one_snapshot(BlockDriverState *bs, QCowSnapshot *sn, int index, uint64_t *offset,
                              Error **errp)
 {
-    uint8_t h[SN_HEADER_SIZE], extra[SN_EXTRA_KNOWN_SIZE] = {0};
+    uint8_t h[QCOW2_SN_HEADER_SIZE], extra[QCOW2_SN_EXTRA_KNOWN_SIZE] = {0};
     uint64_t off = *offset;
     int ret = read_bytes(bs, off, h, sizeof(h), errp);
     if (ret < 0) {
         return ret;
     }
     off += sizeof(h);
-    sn->l1_table_offset = ld64_be(h);
-    sn->l1_size = ld32_be(h + 8);
-    uint16_t id_len = ld16_be(h + 12), name_len = ld16_be(h + 14);
-    sn->date_sec = ld32_be(h + 16);
-    sn->date_nsec = ld32_be(h + 20);
-    sn->vm_clock_nsec = ld64_be(h + 24);
-    sn->vm_state_size = ld32_be(h + 32);
-    sn->extra_data_size = ld32_be(h + 36);
-    if (sn->extra_data_size > SN_MAX_EXTRA_DATA) {
+    uint16_t id_len, name_len;
+    qcow2_sn_parse_header(h, sn, &id_len, &name_len);
+    if (sn->extra_data_size > QCOW2_SN_MAX_EXTRA_DATA) {
         error_setg(errp, "Too much extra metadata in snapshot table entry %i", index);
         return -EFBIG;
     }
-    uint32_t known = MIN(sn->extra_data_size, (uint32_t)SN_EXTRA_KNOWN_SIZE);
+    uint32_t known = MIN(sn->extra_data_size, (uint32_t)QCOW2_SN_EXTRA_KNOWN_SIZE);
     ret = read_bytes(bs, off, extra, known, errp);
     if (ret < 0) {
         return ret;
     }
     off += known;
-    if (sn->extra_data_size >= 8) {
-        sn->vm_state_size = ld64_be(extra);
-    }
-    sn->disk_size = sn->extra_data_size >= 16 ? ld64_be(extra + 8) : (uint64_t)bs->total_size;
-    sn->icount = sn->extra_data_size >= 24 ? ld64_be(extra + 16) : UINT64_MAX;
-    if (sn->extra_data_size > SN_EXTRA_KNOWN_SIZE) {
-        size_t unknown = sn->extra_data_size - SN_EXTRA_KNOWN_SIZE;
+    qcow2_sn_parse_extra(bs, sn, extra);
+    if (sn->extra_data_size > QCOW2_SN_EXTRA_KNOWN_SIZE) {
+        size_t unknown = sn->extra_data_size - QCOW2_SN_EXTRA_KNOWN_SIZE;
         sn->unknown_extra_data = xmalloc(unknown);
         ret = read_bytes(bs, off, sn->unknown_extra_data, unknown, errp);
         if (ret < 0) {
@@ -152,8 +160,9 @@ static int64_t snapshot_table_size(const BDRVQcow2State *s)
     uint64_t size = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const QCowSnapshot *sn = &s->snapshots[i];
-        size = ROUND_UP(size, 8) + SN_HEADER_SIZE + MAX(sn->extra_data_size, SN_EXTRA_KNOWN_SIZE) +
-               strlen(sn->id_str) + strlen(sn->name);
+        size = ROUND_UP(size, 8) + QCOW2_SN_HEADER_SIZE +
+               MAX(sn->extra_data_size, QCOW2_SN_EXTRA_KNOWN_SIZE) + strlen(sn->id_str) +
+               strlen(sn->name);
         if (size > QCOW2_MAX_SNAPSHOTS_SIZE) {
             return -EFBIG;
         }
@@ -163,7 +172,7 @@ static int64_t snapshot_table_size(const BDRVQcow2State *s)
 
 static void serialise_snapshot(const QCowSnapshot *sn, uint8_t *p)
 {
-    uint32_t extra_size = MAX(sn->extra_data_size, SN_EXTRA_KNOWN_SIZE);
+    uint32_t extra_size = MAX(sn->extra_data_size, QCOW2_SN_EXTRA_KNOWN_SIZE);
     size_t id_len = strlen(sn->id_str), name_len = strlen(sn->name);
 
     st64_be(p, sn->l1_table_offset);
@@ -176,14 +185,14 @@ static void serialise_snapshot(const QCowSnapshot *sn, uint8_t *p)
     /* a VM state too big for 32 bits reads as "no VM state" to old readers */
     st32_be(p + 32, sn->vm_state_size <= UINT32_MAX ? (uint32_t)sn->vm_state_size : 0);
     st32_be(p + 36, extra_size);
-    p += SN_HEADER_SIZE;
+    p += QCOW2_SN_HEADER_SIZE;
     st64_be(p, sn->vm_state_size);
     st64_be(p + 8, sn->disk_size);
     st64_be(p + 16, sn->icount);
-    p += SN_EXTRA_KNOWN_SIZE;
-    if (extra_size > SN_EXTRA_KNOWN_SIZE) {
-        memcpy(p, sn->unknown_extra_data, extra_size - SN_EXTRA_KNOWN_SIZE);
-        p += extra_size - SN_EXTRA_KNOWN_SIZE;
+    p += QCOW2_SN_EXTRA_KNOWN_SIZE;
+    if (extra_size > QCOW2_SN_EXTRA_KNOWN_SIZE) {
+        memcpy(p, sn->unknown_extra_data, extra_size - QCOW2_SN_EXTRA_KNOWN_SIZE);
+        p += extra_size - QCOW2_SN_EXTRA_KNOWN_SIZE;
     }
     memcpy(p, sn->id_str, id_len);
     memcpy(p + id_len, sn->name, name_len);
@@ -209,7 +218,7 @@ int qcow2_write_snapshots(BlockDriverState *bs)
             const QCowSnapshot *sn = &s->snapshots[i];
             pos = ROUND_UP(pos, 8);
             serialise_snapshot(sn, buf + pos);
-            pos += SN_HEADER_SIZE + MAX(sn->extra_data_size, SN_EXTRA_KNOWN_SIZE) +
+            pos += QCOW2_SN_HEADER_SIZE + MAX(sn->extra_data_size, QCOW2_SN_EXTRA_KNOWN_SIZE) +
                    strlen(sn->id_str) + strlen(sn->name);
         }
         ret = qcow2_flush_caches(bs);
@@ -561,7 +570,7 @@ static int snapshot_create_locked(BlockDriverState *bs, const SnapshotInfo *info
         .date_nsec = info->date_nsec,
         .vm_clock_nsec = info->vm_clock_nsec,
         .icount = info->icount,
-        .extra_data_size = SN_EXTRA_KNOWN_SIZE,
+        .extra_data_size = QCOW2_SN_EXTRA_KNOWN_SIZE,
     };
     s->snapshots = xrealloc(s->snapshots, sizeof(QCowSnapshot) * (s->nb_snapshots + 1));
     s->snapshots[s->nb_snapshots++] = sn;

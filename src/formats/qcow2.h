@@ -649,6 +649,19 @@ int qcow2_preallocate(BlockDriverState *bs, int64_t offset, int64_t bytes, Preal
 int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 /* Load / free the snapshot table (s->snapshots) — called by open/close. */
 int qcow2_read_snapshots(BlockDriverState *bs, Error **errp);
+/* Snapshot table entries (spec: "Snapshot table"): the fixed part, the
+ * extra data fields we know, and qemu's cap on extra data. */
+#define QCOW2_SN_HEADER_SIZE      40
+#define QCOW2_SN_EXTRA_KNOWN_SIZE 24 /* vm_state_size_large, disk_size, icount */
+#define QCOW2_SN_MAX_EXTRA_DATA   1024
+/* Fill sn's fixed fields from an entry's QCOW2_SN_HEADER_SIZE bytes; the
+ * id and name lengths go to *id_len and *name_len. */
+void qcow2_sn_parse_header(const uint8_t *h, QCowSnapshot *sn, uint16_t *id_len,
+                           uint16_t *name_len);
+/* Fill the fields carried in extra data (the first
+ * MIN(extra_data_size, QCOW2_SN_EXTRA_KNOWN_SIZE) bytes at extra), with the
+ * spec's defaults for an older, shorter entry. */
+void qcow2_sn_parse_extra(BlockDriverState *bs, QCowSnapshot *sn, const uint8_t *extra);
 void qcow2_free_snapshots(BlockDriverState *bs);
 /* Write s->snapshots to a new table and point the header at it. */
 int qcow2_write_snapshots(BlockDriverState *bs);

@@ -18,38 +18,7 @@
 #include "blocklayer/secret_store.h"
 #include "common/util.h"
 #include "formats/luks-int.h"
-
-/* ---- an in-memory LuksIO ---- */
-
-typedef struct MemIO {
-    uint8_t *buf;
-    size_t len;
-} MemIO;
-
-static int mem_read(void *opaque, uint64_t off, void *buf, size_t len)
-{
-    MemIO *m = opaque;
-    if (off > m->len || len > m->len - off) {
-        return -ERANGE;
-    }
-    memcpy(buf, m->buf + off, len);
-    return 0;
-}
-
-static int mem_write(void *opaque, uint64_t off, const void *buf, size_t len)
-{
-    MemIO *m = opaque;
-    if (off > m->len || len > m->len - off) {
-        return -ERANGE;
-    }
-    memcpy(m->buf + off, buf, len);
-    return 0;
-}
-
-static LuksIO mem_io(MemIO *m)
-{
-    return (LuksIO){mem_read, mem_write, m};
-}
+#include "memio.h"
 
 static void hex(const char *h, uint8_t *out)
 {

@@ -29,6 +29,7 @@
 #include "blocklayer/secret_store.h"
 #include "common/util.h"
 #include "formats/luks-int.h"
+#include "memio.h"
 
 #define SECTORS 80 /* more than one IV batch (64 sectors) */
 #define BUF     (SECTORS * LUKS_SECTOR_SIZE)
@@ -407,31 +408,6 @@ static void test_algs_check(void **state)
 
 /* ---- whole volumes in memory ---- */
 
-typedef struct MemIO {
-    uint8_t *buf;
-    size_t len;
-} MemIO;
-
-static int mem_read(void *opaque, uint64_t off, void *buf, size_t len)
-{
-    MemIO *m = opaque;
-    if (off > m->len || len > m->len - off) {
-        return -ERANGE;
-    }
-    memcpy(buf, m->buf + off, len);
-    return 0;
-}
-
-static int mem_write(void *opaque, uint64_t off, const void *buf, size_t len)
-{
-    MemIO *m = opaque;
-    if (off > m->len || len > m->len - off) {
-        return -ERANGE;
-    }
-    memcpy(m->buf + off, buf, len);
-    return 0;
-}
-
 /* Create a volume with opts, encrypt a sector, reopen it by passphrase and
  * decrypt the sector with the key found in the slot. */
 static void volume_roundtrip(const char *opts, const char *want_cipher, const char *want_mode)
@@ -442,7 +418,7 @@ static void volume_roundtrip(const char *opts, const char *want_cipher, const ch
     assert_int_equal(luks_create_params_parse(&o, "", &p, NULL), 0);
     size_t len = luks_payload_offset_for(&p.algs);
     MemIO m = {xzalloc(len), len};
-    LuksIO io = {mem_read, mem_write, &m};
+    LuksIO io = mem_io(&m);
     LuksVolume v, w;
     Error *err = NULL;
     if (luks_volume_create(&v, &p, &io, NULL, &err) < 0) {
