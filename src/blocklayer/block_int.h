@@ -89,6 +89,13 @@ typedef struct BdrvCreateInfo {
     BdrvRepro repro;
 } BdrvCreateInfo;
 
+/* The bfile_create()/bfile_open() flags for the files a create() writes:
+ * BFILE_DIRECT under -t none (BDRV_O_NOCACHE). */
+static inline int bdrv_create_file_flags(const BdrvCreateInfo *ci)
+{
+    return (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0;
+}
+
 typedef void (*ProgressFn)(void *opaque, int64_t done, int64_t total);
 
 /* One persistent dirty bitmap, as the bitmap_list slot reports it. */

@@ -122,8 +122,7 @@ static int luks_create(const BdrvCreateInfo *ci, Error **errp)
     if (ret < 0) {
         return ret;
     }
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -654,8 +654,7 @@ static int parallels_create(const BdrvCreateInfo *ci, Error **errp)
     st32_le(h + 32, bat_entries);
     st64_le(h + 36, total / BDRV_SECTOR_SIZE);
     st32_le(h + 48, (uint32_t)(bat_bytes / BDRV_SECTOR_SIZE));
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -748,8 +748,7 @@ static int qcow_create(const BdrvCreateInfo *ci, Error **errp)
     int shift = h[32] + h[33];
     uint64_t l1_size = (size + (1ULL << shift) - 1) >> shift;
     st64_be(h + 40, header_size);
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -330,7 +330,7 @@ static int write_initial_image(const BdrvCreateInfo *ci, const Qcow2CreateParams
     st64_be(buf + cs, 2 * cs);
     BlockFile *f = NULL;
     if (ret == 0) {
-        f = bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+        f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
         ret = f ? bfile_pwrite(f, 0, buf, 3 * cs) : -EIO;
         if (f && ret < 0) {
             error_setg_errno(errp, -ret, "Could not write qcow2 header");
@@ -350,8 +350,7 @@ static int create_data_file(const BdrvCreateInfo *ci, const Qcow2CreateParams *p
     if (!p->data_file) {
         return 0;
     }
-    BlockFile *f =
-        bfile_create(p->data_file, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(p->data_file, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -869,8 +869,7 @@ static int qed_create(const BdrvCreateInfo *ci, Error **errp)
             h.features |= QED_F_BACKING_NO_PROBE;
         }
     }
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -37,8 +37,7 @@ static int raw_create(const BdrvCreateInfo *ci, Error **errp)
         error_setg(errp, "Unsupported preallocation mode: metadata");
         return -EINVAL;
     }
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -539,8 +539,7 @@ static int vdi_create(const BdrvCreateInfo *ci, Error **errp)
     h.blocks_allocated = is_static ? blocks : 0;
     vdi_uuid(ci, "vdi-uuid-image", h.uuid_image);
     vdi_uuid(ci, "vdi-uuid-last-snap", h.uuid_last_snap);
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

@@ -134,7 +134,7 @@ static int parse_params(const BdrvCreateInfo *ci, VmdkCreateParams *p, Error **e
         error_setg(errp, "Flat image can't enable zeroed grain");
         return -ENOTSUP;
     }
-    p->file_flags = (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0;
+    p->file_flags = bdrv_create_file_flags(ci);
     return 0;
 }
 

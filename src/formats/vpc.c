@@ -672,8 +672,7 @@ static int vpc_create(const BdrvCreateInfo *ci, Error **errp)
     size = (uint64_t)sectors * BDRV_SECTOR_SIZE; /* qemu silently rounds up */
     uint8_t footer[VHD_FOOTER_SIZE];
     build_footer(ci, footer, size, dynamic, force_size, cyls, heads, secs);
-    BlockFile *f =
-        bfile_create(ci->filename, (ci->flags & BDRV_O_NOCACHE) ? BFILE_DIRECT : 0, errp);
+    BlockFile *f = bfile_create(ci->filename, bdrv_create_file_flags(ci), errp);
     if (!f) {
         return -EIO;
     }

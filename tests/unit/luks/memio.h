@@ -1,6 +1,7 @@
 /*
- * memio.h — an in-memory LuksIO for the LUKS unit tests: a volume is a
- * buffer; reads and writes outside it fail with -ERANGE.
+ * memio.h — shared by the LUKS unit tests: an in-memory LuksIO (a volume
+ * is a buffer; reads and writes outside it fail with -ERANGE) and the
+ * group setup/teardown that provide the secrets s0 and s1.
  */
 #ifndef IMGPIPE_TESTS_LUKS_MEMIO_H
 #define IMGPIPE_TESTS_LUKS_MEMIO_H
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "blocklayer/secret_store.h"
 #include "formats/luks-int.h"
 
 typedef struct MemIO {
@@ -39,6 +41,22 @@ static inline int mem_write(void *opaque, uint64_t off, const void *buf, size_t 
 static inline LuksIO mem_io(MemIO *m)
 {
     return (LuksIO){mem_read, mem_write, m};
+}
+
+/* cmocka group fixtures: secrets "s0" = "abc" and "s1" = "s3cret" */
+static inline int setup(void **state)
+{
+    (void)state;
+    secret_store_put("s0", "abc", 3);
+    secret_store_put("s1", "s3cret", 6);
+    return 0;
+}
+
+static inline int teardown(void **state)
+{
+    (void)state;
+    secret_store_clear();
+    return 0;
 }
 
 #endif

@@ -314,19 +314,6 @@ static void test_amend(void **state)
     free(m.buf);
 }
 
-static int setup(void **state)
-{
-    secret_store_put("s0", "abc", 3);
-    secret_store_put("s1", "s3cret", 6);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    secret_store_clear();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
