@@ -19,6 +19,12 @@ fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
 pass() { PASSES=$((PASSES + 1)); }
 skip_all() { echo "SKIP: $*" >&2; exit 77; }
 
+# Debian's python3 (scripts/deps.sh installs it), not whatever shim a version
+# manager puts first in PATH: a pyenv shim costs a dozen processes per call,
+# which on a slow sandbox turned minutes of tests into hours.  The test
+# helpers need only the standard library.
+if [ -x /usr/bin/python3 ]; then python3() { /usr/bin/python3 "$@"; }; fi
+
 need_qemu_img() { command -v qemu-img >/dev/null || skip_all "qemu-img (qemu-utils) not installed"; }
 
 # imgpipe run ARGS...: our qemu-img
@@ -64,21 +70,31 @@ same_content() {
 }
 
 # raw_sha IMG [FMT]: sha256 of the guest content, via qemu-img convert
+# (two processes: the temporary raw file is overwritten by the next call and
+# goes with the scratch directory)
 raw_sha() {
-  local tmp="$SCRATCH/.sha.$$"
+  local tmp="$SCRATCH/.sha.$$" sum
   if [ -n "${2:-}" ]; then qemu-img convert -f "$2" -O raw "$1" "$tmp"; else qemu-img convert -O raw "$1" "$tmp"; fi
-  sha256sum <"$tmp" | cut -d' ' -f1; rm -f "$tmp"
+  sum=$(sha256sum <"$tmp")
+  echo "${sum%% *}"
+  : >"$tmp"
 }
 
-# mkpattern FILE SIZE_MB: a raw file with data, zeros and holes
+# mkpattern FILE SIZE_MB: a raw file with data, zeros and holes: every 3 MiB,
+# 192 KiB of random data at the MiB boundary and a text line 300000 bytes in
+# (one process)
 mkpattern() {
-  local f=$1 mb=$2
-  truncate -s "${mb}M" "$f"
-  local i
-  for ((i = 0; i < mb; i += 3)); do
-    dd if=/dev/urandom of="$f" bs=64k count=3 seek=$((i * 16)) conv=notrunc status=none
-    printf 'imgpipe block %d\n' "$i" | dd of="$f" bs=1 seek=$((i * 1048576 + 300000)) conv=notrunc status=none
-  done
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+path, mb = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    f.truncate(mb << 20)
+    for i in range(0, mb, 3):
+        f.seek(i << 20)
+        f.write(os.urandom(3 << 16))
+        f.seek((i << 20) + 300000)
+        f.write(b"imgpipe block %d\n" % i)
+PY
 }
 
 finish() {
