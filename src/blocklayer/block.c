@@ -373,6 +373,8 @@ int bdrv_open_backing(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
+static BlockDriverState *open_opts(const Opts *options, const Opts *extra, int flags, Error **errp);
+
 BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *options, int flags,
                             Error **errp)
 {
@@ -390,10 +392,7 @@ BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *o
             if (fmt && !opts_get(&o, "driver")) {
                 opts_set(&o, "driver", fmt);
             }
-            if (options) {
-                opts_copy(&o, options);
-            }
-            bs = bdrv_open_opts(&o, flags, errp);
+            bs = open_opts(&o, options, flags, errp);
         }
         opts_release(&o);
         return bs;
@@ -488,7 +487,69 @@ int bdrv_json_to_opts(const JVal *v, const char *prefix, Opts *o, Error **errp)
     return 0;
 }
 
-BlockDriverState *bdrv_open_opts(const Opts *options, int flags, Error **errp)
+/*
+ * Runtime options of --image-opts and json: names, as qemu 7.2 takes them:
+ * the block layer's own (any node), the file protocol's (file.*), and each
+ * format's.  An entry ending in ".*" takes every key under that prefix.  Keys
+ * qemu accepts but that change nothing here (cache sizes, discard passing,
+ * overlap checks) are accepted and ignored; an unknown key is refused with
+ * qemu's message instead of being dropped without a word.
+ */
+static const char *const generic_runtime_opts[] = {
+    "node-name",   "read-only",    "auto-read-only", "discard", "detect-zeroes",
+    "force-share", "cache.direct", "cache.no-flush", NULL,
+};
+static const char *const file_runtime_opts[] = {
+    "filename", "driver",     "aio",        "aio-max-batch",
+    "locking",  "pr-manager", "drop-cache", "x-check-cache-dropped",
+    NULL,
+};
+static const char *const raw_runtime_opts[] = {"offset", "size", NULL};
+static const char *const qcow2_runtime_opts[] = {
+    "lazy-refcounts",      "pass-discard-request", "pass-discard-snapshot",
+    "pass-discard-other",  "overlap-check",        "overlap-check.*",
+    "cache-size",          "l2-cache-size",        "l2-cache-entry-size",
+    "refcount-cache-size", "cache-clean-interval", "encrypt.*",
+    "data-file",           "data-file.*",          NULL,
+};
+static const char *const qcow_runtime_opts[] = {"encrypt.*", NULL};
+static const char *const luks_runtime_opts[] = {"key-secret", "max-pbkdf-iters", NULL};
+static const char *const vpc_runtime_opts[] = {"force_size_calc", NULL};
+static const char *const no_runtime_opts[] = {NULL};
+
+static const struct {
+    const char *format;
+    const char *const *opts;
+} format_runtime_opts[] = {
+    {"raw", raw_runtime_opts},   {"qcow2", qcow2_runtime_opts}, {"qcow", qcow_runtime_opts},
+    {"luks", luks_runtime_opts}, {"vpc", vpc_runtime_opts},
+};
+
+static bool opt_listed(const char *const *list, const char *key)
+{
+    for (; *list; list++) {
+        size_t n = strlen(*list);
+        if (n >= 2 && !strcmp(*list + n - 2, ".*") ? !strncmp(key, *list, n - 1)
+                                                   : !strcmp(key, *list)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *const *runtime_opts_of(const char *format)
+{
+    for (size_t i = 0; i < sizeof(format_runtime_opts) / sizeof(format_runtime_opts[0]); i++) {
+        if (!strcmp(format_runtime_opts[i].format, format)) {
+            return format_runtime_opts[i].opts;
+        }
+    }
+    return no_runtime_opts;
+}
+
+/* Open from an option set; the keys of `options` are the user's and are
+ * checked, those of `extra` (a caller's secrets) go to the driver as they are. */
+static BlockDriverState *open_opts(const Opts *options, const Opts *extra, int flags, Error **errp)
 {
     const char *filename = opts_get(options, "file.filename");
     if (!filename) {
@@ -506,18 +567,51 @@ BlockDriverState *bdrv_open_opts(const Opts *options, int flags, Error **errp)
         error_setg(errp, "Could not open '%s': Unknown protocol '%s'", filename, proto);
         return NULL;
     }
+    for (size_t i = 0; i < options->n; i++) {
+        const char *k = options->keys[i];
+        if (!strncmp(k, "file.", 5) && !opt_listed(file_runtime_opts, k + 5) &&
+            !opt_listed(generic_runtime_opts, k + 5)) {
+            error_setg(errp, "Block protocol 'file' doesn't support the option '%s'", k + 5);
+            return NULL;
+        }
+    }
     const char *fmt = opts_get(options, "driver");
     Opts drv_opts = OPTS_INIT;
     for (size_t i = 0; i < options->n; i++) {
         const char *k = options->keys[i];
         if (strcmp(k, "driver") && strcmp(k, "file") && strcmp(k, "filename") &&
-            strncmp(k, "file.", 5)) {
+            strncmp(k, "file.", 5) && !opt_listed(generic_runtime_opts, k)) {
             opts_add(&drv_opts, k, options->values[i]);
         }
     }
+    size_t user_keys = drv_opts.n;
+    if (extra) {
+        opts_copy(&drv_opts, extra);
+    }
     BlockDriverState *bs = bdrv_open(filename, fmt, &drv_opts, flags, errp);
+    if (bs) {
+        /* qemu, too, opens first and then refuses what no one consumed;
+         * "backing" is consumed only by an image that has one */
+        const char *const *known = runtime_opts_of(bdrv_format_name(bs));
+        for (size_t i = 0; i < user_keys; i++) {
+            const char *k = drv_opts.keys[i];
+            bool backing = !strcmp(k, "backing") || !strncmp(k, "backing.", 8);
+            if (backing ? !bs->backing_file : !opt_listed(known, k)) {
+                error_setg(errp, "Block format '%s' does not support the option '%s'",
+                           bdrv_format_name(bs), k);
+                bdrv_unref(bs);
+                bs = NULL;
+                break;
+            }
+        }
+    }
     opts_release(&drv_opts);
     return bs;
+}
+
+BlockDriverState *bdrv_open_opts(const Opts *options, int flags, Error **errp)
+{
+    return open_opts(options, NULL, flags, errp);
 }
 
 void bdrv_ref(BlockDriverState *bs)
