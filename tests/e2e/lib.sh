@@ -24,6 +24,7 @@ skip_all() { echo "SKIP: $*" >&2; exit 77; }
 # which on a slow sandbox turned minutes of tests into hours.  The test
 # helpers need only the standard library.
 if [ -x /usr/bin/python3 ]; then python3() { /usr/bin/python3 "$@"; }; fi
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the source tree
 
 need_qemu_img() { command -v qemu-img >/dev/null || skip_all "qemu-img (qemu-utils) not installed"; }
 
