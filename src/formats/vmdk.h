@@ -172,6 +172,11 @@ void vmdk_extent_free(VmdkExtent *e);
  * its file sector (ALLOC).  Returns VMDK_UNALLOC/ZEROED/ALLOC or -errno.
  */
 int vmdk_lookup(VmdkExtent *e, uint64_t rel, uint64_t *host_sector);
+/* vmdk_lookup() of the grain at rel, and in *run how many bytes from rel (at
+ * most bytes) have the same status: unallocated, zeroed, or allocated at
+ * consecutive host sectors (one grain for compressed and seSparse extents). */
+int vmdk_lookup_run(VmdkExtent *e, uint64_t rel, uint64_t bytes, uint64_t *host_sector,
+                    uint64_t *run);
 /* Set the grain table entry for rel (allocating a grain table if needed). */
 int vmdk_set_gte(VmdkExtent *e, uint64_t rel, uint32_t value);
 /* Reserve a new grain at the end of the extent file (*host_sector). */

@@ -605,6 +605,59 @@ int vmdk_lookup(VmdkExtent *e, uint64_t rel, uint64_t *host_sector)
     return VMDK_ALLOC;
 }
 
+static int gte_status(const VmdkExtent *e, uint32_t v)
+{
+    if (v == 0) {
+        return VMDK_UNALLOC;
+    }
+    return e->has_zero_grain && v == VMDK_GTE_ZEROED ? VMDK_ZEROED : VMDK_ALLOC;
+}
+
+int vmdk_lookup_run(VmdkExtent *e, uint64_t rel, uint64_t bytes, uint64_t *host_sector,
+                    uint64_t *run)
+{
+    uint64_t grain = e->cluster_sectors * VMDK_SECTOR;
+    int ret = vmdk_lookup(e, rel, host_sector);
+    uint64_t n = MIN(grain - rel % grain, bytes);
+    if (ret < 0 || e->stream || e->kind == VMDK_EXT_SESPARSE ||
+        (ret == VMDK_ALLOC && e->compressed)) {
+        *run = n;
+        return ret;
+    }
+    uint64_t next_host = ret == VMDK_ALLOC ? *host_sector + e->cluster_sectors : 0;
+    while (n < bytes) {
+        uint64_t sector = (rel + n) / VMDK_SECTOR; /* grain-aligned from here on */
+        uint64_t l1_index = sector / e->l1_entry_sectors;
+        uint32_t l2_index = (uint32_t)((sector / e->cluster_sectors) % e->l2_size);
+        if (l1_index >= e->l1_size) {
+            break;
+        }
+        uint32_t gt_sector = ((uint32_t *)e->l1)[l1_index];
+        if (gt_sector == 0) { /* no grain table: all of it unallocated */
+            if (ret != VMDK_UNALLOC) {
+                break;
+            }
+            n += (e->l2_size - l2_index) * grain;
+            continue;
+        }
+        VmdkGtSlot *slot;
+        if (load_gt(e, gt_sector, (uint32_t)l1_index, &slot) < 0) {
+            break; /* the next lookup reports it */
+        }
+        for (; l2_index < e->l2_size && n < bytes; l2_index++) {
+            uint32_t v = ld32_le(slot->table + (size_t)l2_index * 4);
+            if (gte_status(e, v) != ret || (ret == VMDK_ALLOC && v != next_host)) {
+                goto out;
+            }
+            next_host += e->cluster_sectors;
+            n += grain;
+        }
+    }
+out:
+    *run = MIN(n, bytes);
+    return ret;
+}
+
 /* Reserve whole grains at the end of the extent file. */
 static uint64_t reserve(VmdkExtent *e, uint64_t sectors)
 {
