@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""content_hash.py FILE — a digest of a raw image's content that does not
+"""content_hash.py FILE... — a digest of a raw image's content that does not
 read its holes: SHA-256 over (length, then offset and bytes of every 1 MiB
 block that is not all zeros).  Two files with the same content have the same
 digest however sparse each is, and a 1 TiB file of holes hashes instantly.
+Prints one digest per FILE, in order; run_cases.py imports digest().
 """
 import hashlib
 import os
@@ -11,8 +12,15 @@ import sys
 BLOCK = 1 << 20
 
 
-def main():
-    fd = os.open(sys.argv[1], os.O_RDONLY)
+def digest(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _digest(fd)
+    finally:
+        os.close(fd)
+
+
+def _digest(fd):
     size = os.fstat(fd).st_size
     h = hashlib.sha256(b"len %d\n" % size)
     zero = bytes(BLOCK)
@@ -34,7 +42,12 @@ def main():
                 h.update(buf)
             pos += BLOCK
         off = max(pos, data + 1)
-    print(h.hexdigest())
+    return h.hexdigest()
+
+
+def main():
+    for path in sys.argv[1:]:
+        print(digest(path))
 
 
 if __name__ == "__main__":
