@@ -18,9 +18,10 @@ fi
 echo "== release build"
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j"$jobs")
+echo "== release build and tests done at ${SECONDS}s"
 
 echo "== sanitizer build (ASan+UBSan)"
 scripts/build.sh build-asan -DIMGPIPE_SANITIZE=ON
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j"$jobs")
-echo "== all tests passed (release and sanitizer builds)"
+echo "== all tests passed (release and sanitizer builds) in ${SECONDS}s"
