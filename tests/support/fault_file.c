@@ -33,6 +33,7 @@ typedef struct FaultFile {
 static FaultSpec spec;
 static bool installed;
 static long counter;
+static long op_counts[3]; /* per FaultOp, on matching files */
 static bool tripped;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static FaultFile *all_files;
@@ -40,6 +41,11 @@ static FaultFile *all_files;
 long fault_count(void)
 {
     return counter;
+}
+
+long fault_count_of(FaultOp op)
+{
+    return op_counts[op];
 }
 
 static void undo_clear(FaultFile *ff)
@@ -104,6 +110,9 @@ static int tick(FaultFile *ff, FaultOp op, bool *short_io)
         static const char *const names[] = {"read", "write", "flush"};
         fprintf(stderr, "fault-trace: %s %s%s\n", names[op], ff->name,
                 ff->match && op == spec.op ? " (counted)" : "");
+    }
+    if (ff->match) {
+        op_counts[op]++;
     }
     if (!ff->match || op != spec.op) {
         return 0;
@@ -326,6 +335,7 @@ void fault_install(const FaultSpec *s)
     spec = *s;
     spec.suffix = s->suffix ? xstrdup(s->suffix) : NULL;
     counter = 0;
+    memset(op_counts, 0, sizeof(op_counts));
     tripped = false;
     installed = true;
     bfile_set_wrap_hook(wrap, NULL);

@@ -46,5 +46,8 @@ void fault_install(const FaultSpec *spec);
 int fault_parse(const char *str, FaultSpec *spec);
 /* Operations of spec->op counted so far (to size a sweep). */
 long fault_count(void);
+/* Operations of any kind on matching files so far: one fault-free run sizes
+ * the write and the flush sweeps together. */
+long fault_count_of(FaultOp op);
 
 #endif

@@ -12,7 +12,7 @@
 #        - `imgpipe run check` says clean or leaks only, and qemu-img check
 #          gives the same exit code;
 #        - every cluster of every changed image reads its old or its new
-#          content (clusters.py), and for an in-place command the images it
+#          content (faultcheck.py), and for an in-place command the images it
 #          should not change read as before;
 #        - crash-drop at flush k keeps every cluster that was new at flush
 #          k-1 (what was flushed survives);
@@ -22,307 +22,264 @@
 #      leaves the images it changes uncorrupted, and convert leaves nothing
 #      under the final name.
 # IMGPIPE_LONG_TESTS=1 crashes at every write too (a few minutes).
+#
+# Process creations are what this test costs on a slow CI sandbox, so: the
+# inputs are made once per run (templates) and copied; every point runs
+# imgpipe-faulty once, in its own directory; then one faultcheck.py run per
+# scenario checks every point: points that left the same files are checked
+# once, qemu-img reads the guest content of all qcow2 images in one convert,
+# and qemu-img check runs once per image of each distinct state, with one
+# thread-pool worker.  Threads count like processes: the crash runs use one
+# copy worker (IMGPIPE_THREADS=1, convert --threads 1: the writer is one
+# thread whatever the count, and the write and flush counts do not depend on
+# it); the I/O-error runs keep the default workers.
 hdir=$(cd "$(dirname "$0")" && pwd)
 source "$hdir/../lib.sh"
 need_qemu_img
 command -v python3 >/dev/null || skip_all "python3 not installed"
 F=${IMGPIPE_FAULTY:-$(dirname "$IMGPIPE")/tests/imgpipe-faulty}
 [ -x "$F" ] || skip_all "imgpipe-faulty not built"
-CLUSTERS="python3 $hdir/clusters.py"
+FAULTCHECK=$hdir/faultcheck.py
+TOP=$PWD
 LONG=${IMGPIPE_LONG_TESTS:-0}
 WRITE_SAMPLES=${IMGPIPE_FAULT_WRITE_SAMPLES:-2}
+shopt -s nullglob dotglob
 
-# ---- scenarios: setup_X makes the inputs in the current directory,
-# cmd_X prints the command line, images_X the "IMAGE:FORMAT" whose content
-# the command changes (in place) and same_X those it must leave alone.
-
-mk_qcow2_chain() { # base.qcow2 <- top.qcow2, different data in each
-  qemu-img create -q -f qcow2 base.qcow2 4M
-  qemu-io -f qcow2 -c 'write -P 0x11 0 1M' -c 'write -P 0x12 3M 512k' base.qcow2 >/dev/null
-  qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
-  qemu-io -f qcow2 -c 'write -P 0x21 512k 1M' -c 'write -z 3M 64k' top.qcow2 >/dev/null
-}
-setup_commit() { mk_qcow2_chain; }
-cmd_commit() { echo "commit -f qcow2 top.qcow2"; }
-images_commit() { echo "base.qcow2:qcow2 top.qcow2:qcow2"; }
-
-setup_commit_drop() { mk_qcow2_chain; }
-cmd_commit_drop() { echo "commit -d -f qcow2 top.qcow2"; }
-images_commit_drop() { echo "base.qcow2:qcow2"; }
-
-setup_rebase() {
-  mk_qcow2_chain
-  qemu-img create -q -f qcow2 other.qcow2 4M
-  qemu-io -f qcow2 -c 'write -P 0x31 2M 1M' other.qcow2 >/dev/null
-}
-cmd_rebase() { echo "rebase -f qcow2 -b other.qcow2 -F qcow2 top.qcow2"; }
-images_rebase() { echo "top.qcow2:qcow2"; }
-same_rebase() { echo "base.qcow2:qcow2 other.qcow2:qcow2"; }
-
-setup_resize() { mk_qcow2_chain; }
-cmd_resize() { echo "resize -f qcow2 base.qcow2 12M"; }
-images_resize() { echo "base.qcow2:qcow2"; }
-
-setup_resize_shrink() { mk_qcow2_chain; }
-cmd_resize_shrink() { echo "resize -f qcow2 --shrink base.qcow2 2M"; }
-images_resize_shrink() { echo "base.qcow2:qcow2"; }
-tailzero_resize_shrink() { echo 1; } # see clusters.py
-
-setup_snapshot_create() { mk_qcow2_chain; }
-cmd_snapshot_create() { echo "snapshot -c s1 base.qcow2"; }
-images_snapshot_create() { echo "base.qcow2:qcow2"; }
-
-setup_snapshot_apply() {
-  mk_qcow2_chain
-  qemu-img snapshot -c s1 base.qcow2
-  qemu-io -f qcow2 -c 'write -P 0x41 0 2M' base.qcow2 >/dev/null
-}
-cmd_snapshot_apply() { echo "snapshot -a s1 base.qcow2"; }
-images_snapshot_apply() { echo "base.qcow2:qcow2"; }
-
-setup_snapshot_delete() { setup_snapshot_apply; }
-cmd_snapshot_delete() { echo "snapshot -d s1 base.qcow2"; }
-images_snapshot_delete() { echo "base.qcow2:qcow2"; }
-
-setup_amend() { mk_qcow2_chain; }
-cmd_amend() { echo "amend -f qcow2 -o refcount_bits=64 base.qcow2"; }
-images_amend() { echo "base.qcow2:qcow2"; }
-
-setup_amend_compat() { mk_qcow2_chain; }
-cmd_amend_compat() { echo "amend -f qcow2 -o compat=0.10 base.qcow2"; }
-images_amend_compat() { echo "base.qcow2:qcow2"; }
-
-setup_create() { :; }
-cmd_create() { echo "create -f qcow2 -o preallocation=metadata new.qcow2 4M"; }
-final_create() { echo "new.qcow2:qcow2"; }
-
-setup_convert() { mkpattern src.raw 4 2>/dev/null; }
+# ---- scenarios: scenario NAME TEMPLATE COMMAND CHANGED [UNCHANGED [FINAL [TAILZERO]]]
+# TEMPLATE names the inputs (mk_template), CHANGED the "IMAGE:FORMAT" whose
+# content the command changes in place, UNCHANGED those it must leave alone,
+# FINAL those it creates under their final name; TAILZERO=1: see faultcheck.py.
+declare -A TMPL CMD IMAGES SAME FINAL TAILZERO
+scenario() { TMPL[$1]=$2 CMD[$1]=$3 IMAGES[$1]=$4 SAME[$1]=${5:-} FINAL[$1]=${6:-} TAILZERO[$1]=${7:-0}; }
+scenario commit chain "commit -f qcow2 top.qcow2" "base.qcow2:qcow2 top.qcow2:qcow2"
+scenario commit_drop chain "commit -d -f qcow2 top.qcow2" "base.qcow2:qcow2"
+scenario rebase rebase "rebase -f qcow2 -b other.qcow2 -F qcow2 top.qcow2" "top.qcow2:qcow2" \
+  "base.qcow2:qcow2 other.qcow2:qcow2"
+scenario resize chain "resize -f qcow2 base.qcow2 12M" "base.qcow2:qcow2"
+scenario resize_shrink chain "resize -f qcow2 --shrink base.qcow2 2M" "base.qcow2:qcow2" "" "" 1
+scenario snapshot_create chain "snapshot -c s1 base.qcow2" "base.qcow2:qcow2"
+scenario snapshot_apply snap "snapshot -a s1 base.qcow2" "base.qcow2:qcow2"
+scenario snapshot_delete snap "snapshot -d s1 base.qcow2" "base.qcow2:qcow2"
+scenario amend chain "amend -f qcow2 -o refcount_bits=64 base.qcow2" "base.qcow2:qcow2"
+scenario amend_compat chain "amend -f qcow2 -o compat=0.10 base.qcow2" "base.qcow2:qcow2"
+scenario create empty "create -f qcow2 -o preallocation=metadata new.qcow2 4M" "" "" "new.qcow2:qcow2"
 for fmt in qcow2 qed vdi vpc vmdk vhdx; do
-  eval "setup_convert_$fmt() { setup_convert; }
-        cmd_convert_$fmt() { echo 'convert -f raw -O $fmt src.raw out.$fmt'; }
-        final_convert_$fmt() { echo 'out.$fmt:$fmt'; }"
+  scenario convert_$fmt convert "convert -f raw -O $fmt src.raw out.$fmt" "" "" "out.$fmt:$fmt"
 done
-setup_convert_qcow2c() { setup_convert; }
-cmd_convert_qcow2c() { echo "convert -c -f raw -O qcow2 src.raw out.qcow2"; }
-final_convert_qcow2c() { echo "out.qcow2:qcow2"; }
+scenario convert_qcow2c convert "convert -c -f raw -O qcow2 src.raw out.qcow2" "" "" "out.qcow2:qcow2"
 
 SCENARIOS=${IMGPIPE_FAULT_SCENARIOS:-"commit commit_drop rebase resize resize_shrink snapshot_create snapshot_apply
   snapshot_delete amend amend_compat create convert_qcow2 convert_qcow2c convert_qed
   convert_vdi convert_vpc convert_vmdk convert_vhdx"}
+for s in $SCENARIOS; do [ -n "${CMD[$s]:-}" ] || { fail "unknown scenario $s"; finish; exit; }; done
+
+# ---- templates: the inputs, made once by qemu-img in tmpl.NAME
+mk_template() {
+  case $1 in
+    chain) # base.qcow2 <- top.qcow2, different data in each
+      qemu-img create -q -f qcow2 tmpl.chain/base.qcow2 4M
+      qemu-io -f qcow2 -c 'write -P 0x11 0 1M' -c 'write -P 0x12 3M 512k' tmpl.chain/base.qcow2 >/dev/null
+      qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 tmpl.chain/top.qcow2
+      qemu-io -f qcow2 -c 'write -P 0x21 512k 1M' -c 'write -z 3M 64k' tmpl.chain/top.qcow2 >/dev/null ;;
+    rebase) # the chain and other.qcow2
+      qemu-img create -q -f qcow2 tmpl.rebase/other.qcow2 4M
+      qemu-io -f qcow2 -c 'write -P 0x31 2M 1M' tmpl.rebase/other.qcow2 >/dev/null ;;
+    snap) # the chain, base.qcow2 with snapshot s1 and then new data
+      qemu-img snapshot -c s1 tmpl.snap/base.qcow2
+      qemu-io -f qcow2 -c 'write -P 0x41 0 2M' tmpl.snap/base.qcow2 >/dev/null ;;
+    empty) ;;
+    convert) mkpattern tmpl.convert/src.raw 4 ;;
+  esac
+}
+declare -A need=()
+for s in $SCENARIOS; do need[${TMPL[$s]}]=1; done
+[ -n "${need[rebase]:-}${need[snap]:-}" ] && need[chain]=1
+jobs=${IMGPIPE_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
+mkdirs=()
+for t in "${!need[@]}"; do mkdirs+=("tmpl.$t"); done
+for ((shard = 0; shard < jobs; shard++)); do mkdirs+=("shard$shard"); done
+mkdir "${mkdirs[@]}" || exit 1
+# rebase and snap start from the chain
+copies=()
+for t in rebase snap; do [ -n "${need[$t]:-}" ] && copies+=("tmpl.$t"); done
+if [ -n "${need[chain]:-}" ]; then
+  mk_template chain
+  [ ${#copies[@]} -gt 0 ] && python3 "$FAULTCHECK" copy tmpl.chain "${copies[@]}"
+fi
+for t in "${!need[@]}"; do [ "$t" != chain ] && mk_template "$t"; done
+
+# qemu-img checks with one thread-pool worker (qemu-img 7.1 and later take
+# the limit from a main-loop object; with an older one, the default pool)
+QEMU_ARGS=(--object "main-loop,id=ml,thread-pool-max=1")
+qemu-img info "${QEMU_ARGS[@]}" -f raw /dev/null >/dev/null 2>&1 || QEMU_ARGS=()
 
 # ---- helpers
 
-# guest IMAGE FMT OUT: raw guest content (through its backing chain) or "absent"
-guest() {
-  if [ ! -e "$1" ]; then echo absent >"$3"; return; fi
-  qemu-img convert -U -f "$2" -O raw "$1" "$3" 2>/dev/null || echo unreadable >"$3"
+# lastlines TEXT N: the last N lines of TEXT, on one line
+lastlines() {
+  local -a l
+  mapfile -t l <<<"$1"
+  local from=$((${#l[@]} > $2 ? ${#l[@]} - $2 : 0))
+  echo "${l[*]:from}"
 }
 
-# run_op DIR ENVSPEC...: run the scenario's command with imgpipe-faulty in DIR
-run_op() {
-  local dir=$1; shift
-  (cd "$dir" && env "$@" "$F" run $($cmd_fn)) >"$dir.log" 2>&1
-}
-
-# check_agree WHAT IMAGE FMT: our check is clean or leaks, qemu-img's agrees
-check_agree() {
-  local what=$1 img=$2 fmt=$3 ours theirs
-  "$IMGPIPE" run check -f "$fmt" "$img" >"$img.ours" 2>&1; ours=$?
-  qemu-img check -f "$fmt" "$img" >"$img.qemu" 2>&1; theirs=$?
-  case $ours in
-    0 | 3 | 63) ;;
-    2) oflag_window "$what" "$img" "$fmt" "$theirs" && return
-       fail "$what: imgpipe check exit $ours: $(grep -v '^Leaked' "$img.ours" | head -3)"; return ;;
-    *) fail "$what: imgpipe check exit $ours: $(head -3 "$img.ours")"; return ;;
-  esac
-  if [ "$ours" != "$theirs" ]; then
-    fail "$what: imgpipe check exit $ours, qemu-img check exit $theirs: $(head -3 "$img.qemu")"
-  else pass; fi
-}
-
-# A qcow2 snapshot create/delete/apply changes refcounts and then the
-# COPIED flags of the L1/L2 entries (qemu orders it the same way: refcount
-# blocks are flushed before the tables that depend on them).  A crash between
-# the two leaves entries whose COPIED flag disagrees with their refcount:
-# both checkers call that an error, but it loses nothing and `check -r all`
-# repairs it.  Counted apart (OFLAG_WINDOWS), not as corruption, when every
-# error is of that kind, qemu-img agrees and a repair makes the image clean.
-OFLAG_WINDOWS=0
-oflag_window() { # WHAT IMG FMT QEMU_RC
-  [ "$3" = qcow2 ] && [ "$4" = 2 ] || return 1
-  grep '^ERROR' "$2.ours" | grep -qv 'OFLAG_COPIED' && return 1
-  cp "$2" "$2.repair" && qemu-img check -q -r all -f qcow2 "$2.repair" >/dev/null 2>&1
-  qemu-img check -f qcow2 "$2.repair" >/dev/null 2>&1 || return 1
-  OFLAG_WINDOWS=$((OFLAG_WINDOWS + 1)); pass
-}
-
-fresh() { rm -rf "$1" && cp -a pristine "$1"; }
-
-# ---- crash points
-
-# crash_at SCEN OP N KIND: crash the command at its Nth OP; assert the rules.
-# Echoes the clusters.py masks (for the flushed-data-survives check).
-crash_at() {
-  local s=$1 op=$2 n=$3 kind=$4 what="$1: $4 at $2 #$3" rc masks="" spec img fmt res
-  local gran=65536
-  [ "$kind" = crash-tear ] && gran=512
-  fresh w
-  run_op w IMGPIPE_FAULT="op=$op,kind=$kind,nth=$n,seed=$n"; rc=$?
-  if [ $rc -ne 99 ] && [ $rc -ne 0 ]; then
-    fail "$what: exit $rc (want 99 = crashed, or 0): $(tail -2 w.log)"
+# sample COUNT HOW_MANY [LONG]: SAMPLE=(evenly spread points 1..COUNT)
+sample() {
+  local c=$1 k=$2 long=${3:-$LONG} i v last=0
+  SAMPLE=()
+  [ "$c" -ge 1 ] || return 0
+  if [ "$long" = 1 ] || [ "$c" -le "$k" ]; then
+    for ((i = 1; i <= c; i++)); do SAMPLE+=("$i"); done
     return
   fi
-  if grep -qE 'AddressSanitizer|runtime error:' w.log; then fail "$what: sanitizer: $(head -3 w.log)"; return; fi
-  for spec in $(images_$s 2>/dev/null); do
-    img=${spec%%:*} fmt=${spec##*:}
-    check_agree "$what: $img" "w/$img" "$fmt"
-    guest "w/$img" "$fmt" got.raw
-    # a torn in-place overwrite mixes old and new sectors within a cluster
-    # (on any disk, for any format); what may not happen is a sector that
-    # holds neither, e.g. a table pointing at a cluster never written
-    res=$($CLUSTERS "before/$img" "after/$img" got.raw "$gran" "$(tailzero_$s 2>/dev/null)") || { fail "$what: $img: $res"; continue; }
-    pass
-    masks+="$img=${res#ok } "
-  done
-  for spec in $(same_$s 2>/dev/null); do
-    img=${spec%%:*}
-    cmp -s "w/$img" "pristine/$img" && pass || fail "$what: $img changed, the command must not write it"
-  done
-  for spec in $(final_$s 2>/dev/null); do
-    img=${spec%%:*} fmt=${spec##*:}
-    if [ "$s" = create ]; then
-      crash_create_rule "$what" "w/$img" "$fmt"
-    elif [ -e "w/$img" ]; then
-      guest "w/$img" "$fmt" got.raw
-      cmp -s got.raw "after/$img" && pass || fail "$what: $img exists under its final name but is incomplete"
-      check_agree "$what: $img" "w/$img" "$fmt"
-    else pass; fi
-  done
-  echo "$masks" >"masks.$kind.$op.$n"
-}
-
-# create is not atomic (neither is qemu-img's): after a crash both tools
-# must see the half-made file the same way.
-crash_create_rule() {
-  local what=$1 img=$2 fmt=$3 a b
-  "$IMGPIPE" run info -f "$fmt" "$img" >/dev/null 2>&1; a=$?
-  qemu-img info -f "$fmt" "$img" >/dev/null 2>&1; b=$?
-  if [ $a = 0 ] && [ $b = 0 ]; then
-    # qemu-img create has the same window: header and an empty refcount
-    # block first, refcounts after the reopen; both checkers must agree
-    "$IMGPIPE" run check -f "$fmt" "$img" >/dev/null 2>&1; a=$?
-    qemu-img check -f "$fmt" "$img" >/dev/null 2>&1; b=$?
-    check_eq "$what: check exit codes (imgpipe, qemu-img)" "$b" "$a"
-  elif [ $a != 0 ] && [ $b != 0 ]; then pass
-  else fail "$what: imgpipe info exit $a, qemu-img info exit $b on the half-created image"; fi
-}
-
-# flushed_survives SCEN N: new clusters at crash-drop flush N-1 are new at N
-flushed_survives() {
-  local prev cur p c i
-  [ -f "masks.crash-drop.flush.$(($2 - 1))" ] && [ -f "masks.crash-drop.flush.$2" ] || return 0
-  read -ra prev <"masks.crash-drop.flush.$(($2 - 1))"
-  read -ra cur <"masks.crash-drop.flush.$2"
-  for i in "${!prev[@]}"; do
-    p=${prev[$i]#*=} c=${cur[$i]:-}
-    c=${c#*=}
-    [ "${#p}" = "${#c}" ] || continue # a resize in between: sizes differ
-    if python3 -c 'import sys; p,c=sys.argv[1:]; sys.exit(any(a=="n" and b=="o" for a,b in zip(p,c)))' "$p" "$c"; then
-      pass
-    else fail "$1: flushed data lost: ${prev[$i]%%=*} masks $p at flush $(($2 - 1)), $c at flush $2"; fi
+  for ((i = 0; i < k; i++)); do
+    v=$((1 + i * (c - 1) / (k - 1)))
+    [ "$v" != "$last" ] && SAMPLE+=("$v")
+    last=$v
   done
 }
 
-# ---- I/O errors
+# sanitizer TEXT: TEXT holds a sanitizer report
+sanitizer() { [[ $1 == *AddressSanitizer* || $1 == *"runtime error:"* ]]; }
 
 # Where qemu-img's own message for a failed step has no errno text, ours
-# repeats it word for word (users grep for these).
-QEMU_PLAIN_MESSAGES="Error writing header$|Unable to create or write VHD header$|No space left in the file header$"
+# repeats it word for word (users grep for these), at the end of a line.
+QEMU_PLAIN_RE=$'(Error writing header|Unable to create or write VHD header|No space left in the file header)(\n|$)'
 
-error_at() { # SCEN N SPEC WORDS
-  local s=$1 n=$2 spec=$3 words=$4 what="$1: $3 at write #$2" rc img fmt
-  fresh w
-  run_op w IMGPIPE_FAULT="op=write,nth=$n,$spec"; rc=$?
-  if [ $rc = 0 ] && grep -q "^qcow2_free_clusters failed: $words" w.log; then
-    pass # as qemu: failing to free clusters only leaks them (checked below)
-  elif [ $rc = 0 ] || [ $rc -ge 124 ]; then
-    fail "$what: exit $rc, want a failure: $(tail -2 w.log)"
-  elif grep -qE 'AddressSanitizer|runtime error:' w.log; then
-    fail "$what: sanitizer: $(head -3 w.log)"
-  elif ! grep -q "$words" w.log && ! grep -qE "$QEMU_PLAIN_MESSAGES" w.log; then
-    fail "$what: message does not say '$words': $(tail -2 w.log)"
-  else pass; fi
-  for spec in $(images_$s 2>/dev/null); do
-    img=${spec%%:*} fmt=${spec##*:}
-    check_agree "$what: $img after the error" "w/$img" "$fmt"
-  done
-  for spec in $(final_$s 2>/dev/null); do
-    img=${spec%%:*}
-    [ "$s" = create ] && continue
-    [ ! -e "w/$img" ] && pass || fail "$what: $img left under its final name after a failed convert"
-  done
-  if ls -a w | grep -q 'imgpipe-'; then fail "$what: temporary file left behind: $(ls -a w | grep imgpipe-)"; fi
+# scenario_cmds S: CMD (as the user types it), CCMD (for the crash runs)
+scenario_cmds() {
+  read -ra CMDV <<<"${CMD[$1]}"
+  CCMDV=("${CMDV[@]}")
+  [ "${CMDV[0]}" = convert ] && CCMDV=(convert --threads 1 "${CMDV[@]:1}")
 }
 
-sample() { # COUNT HOW_MANY -> evenly spread points 1..COUNT
-  local c=$1 k=$2 i
-  [ "$c" -ge 1 ] || return 0
-  if [ "$LONG" = 1 ] || [ "$c" -le "$k" ]; then seq 1 "$c"; return; fi
-  for ((i = 0; i < k; i++)); do echo $((1 + i * (c - 1) / (k - 1))); done | uniq
+# count_scenario S: run S without faults in S/a (a copy of its inputs): sets
+# COUNTS[S]="WRITES FLUSHES"; a/ then holds the "after" images
+declare -A COUNTS
+count_scenario() {
+  local s=$1 rc log
+  scenario_cmds "$s"
+  cd "$s/a" || { fail "$s: setup"; return; }
+  IMGPIPE_THREADS=1 IMGPIPE_FAULT="op=write,nth=0" IMGPIPE_FAULT_COUNT=1 "$F" run "${CCMDV[@]}" >../a.log 2>&1
+  rc=$?
+  cd ../.. || exit 1
+  log=$(<"$s/a.log")
+  if [ $rc != 0 ] || ! [[ $log =~ fault-counts:\ write=([0-9]+)\ flush=([0-9]+) ]]; then
+    fail "$s: the command fails without faults: $(lastlines "$log" 2)"; return
+  fi
+  COUNTS[$s]="${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
 }
 
-# run_scenario S: the whole sweep for one scenario, in the current directory
+# run_scenario S: the sweep for one counted scenario, in directory S
 run_scenario() {
-  local s=$1 spec k writes flushes
-  cmd_fn=cmd_$s
-  rm -rf pristine before after w && mkdir pristine before after
-  (cd pristine && setup_$s) || { fail "$s: setup"; return; }
-  for spec in $(images_$s 2>/dev/null) $(same_$s 2>/dev/null); do
-    guest "pristine/${spec%%:*}" "${spec##*:}" "before/${spec%%:*}"
-  done
-  fresh w
-  run_op w IMGPIPE_FAULT="op=write,nth=0" IMGPIPE_FAULT_COUNT=1 || { fail "$s: the command fails without faults: $(tail -2 w.log)"; return; }
-  writes=$(sed -n 's/^fault-count: //p' w.log)
-  fresh w
-  run_op w IMGPIPE_FAULT="op=flush,nth=0" IMGPIPE_FAULT_COUNT=1
-  flushes=$(sed -n 's/^fault-count: //p' w.log)
-  for spec in $(images_$s 2>/dev/null) $(final_$s 2>/dev/null); do
-    guest "w/${spec%%:*}" "${spec##*:}" "after/${spec%%:*}"
-  done
-  rm -f masks.*
+  local s=$1 k i d rc log what spec img writes flushes nl=$'\n'
+  local -a cmd ccmd p_kind=() p_op=() p_n=() e_spec=() e_words=() e_n=() dirs=() tmp
+  [ -n "${COUNTS[$s]:-}" ] || return
+  read -r writes flushes <<<"${COUNTS[$s]}"
+  scenario_cmds "$s"
+  cmd=("${CMDV[@]}") ccmd=("${CCMDV[@]}")
+  cd "$s" || return
+
+  # the points: crashes at every flush and at sampled writes; I/O errors
+  # at the first and the last write, and in the middle
   for ((k = 1; k <= flushes; k++)); do
-    crash_at "$s" flush $k crash-drop
-    crash_at "$s" flush $k crash-tear
-    flushed_survives "$s" $k
-    total_points=$((total_points + 2))
+    p_kind+=(crash-drop crash-tear) p_op+=(flush flush) p_n+=("$k" "$k")
   done
-  for k in $(sample "$writes" "$WRITE_SAMPLES"); do
-    crash_at "$s" write "$k" crash-drop
-    crash_at "$s" write "$k" crash-tear
-    total_points=$((total_points + 2))
+  sample "$writes" "$WRITE_SAMPLES"
+  for k in "${SAMPLE[@]}"; do
+    p_kind+=(crash-drop crash-tear) p_op+=(write write) p_n+=("$k" "$k")
   done
-  # I/O errors at the first and the last write, and in the middle
-  for k in $(LONG=0 sample "$writes" 2); do
-    error_at "$s" "$k" "kind=error,errno=EIO" "Input/output error"
-    error_at "$s" "$k" "kind=error,errno=ENOSPC,persistent=1" "No space left on device"
+  sample "$writes" 2 0
+  for k in "${SAMPLE[@]}"; do
+    e_spec+=("kind=error,errno=EIO" "kind=error,errno=ENOSPC,persistent=1")
+    e_words+=("Input/output error" "No space left on device") e_n+=("$k" "$k")
   done
-  error_at "$s" $(((writes + 1) / 2)) "kind=error,errno=ENOSPC" "No space left on device"
-  error_at "$s" $(((writes + 1) / 2)) "kind=short" "Input/output error"
-  echo "$s: $writes writes, $flushes flushes"
+  e_spec+=("kind=error,errno=ENOSPC" "kind=short")
+  e_words+=("No space left on device" "Input/output error")
+  e_n+=($(((writes + 1) / 2)) $(((writes + 1) / 2)))
+  for i in "${!p_kind[@]}"; do dirs+=("p.$i"); done
+  for i in "${!e_spec[@]}"; do dirs+=("e.$i"); done
+  python3 "$FAULTCHECK" copy "$TOP/tmpl.${TMPL[$s]}" "${dirs[@]}" || { fail "$s: copies"; cd ..; return; }
+
+  local manifest="scenario $s${nl}imgpipe $IMGPIPE${nl}tailzero ${TAILZERO[$s]}${nl}"
+  manifest+="images ${IMAGES[$s]}${nl}same ${SAME[$s]}${nl}final ${FINAL[$s]}${nl}"
+  manifest+="before $TOP/tmpl.${TMPL[$s]}${nl}after a${nl}qemu-args ${QEMU_ARGS[*]}${nl}"
+
+  for i in "${!p_kind[@]}"; do
+    d=p.$i what="$s: ${p_kind[i]} at ${p_op[i]} #${p_n[i]}"
+    cd "$d" || { fail "$what: no directory"; continue; }
+    IMGPIPE_THREADS=1 IMGPIPE_FAULT="op=${p_op[i]},kind=${p_kind[i]},nth=${p_n[i]},seed=${p_n[i]}" \
+      "$F" run "${ccmd[@]}" >"../$d.log" 2>&1
+    rc=$?
+    cd .. || return
+    log=$(<"$d.log")
+    if [ $rc -ne 99 ] && [ $rc -ne 0 ]; then
+      fail "$what: exit $rc (want 99 = crashed, or 0): $(lastlines "$log" 2)"
+    elif sanitizer "$log"; then
+      fail "$what: sanitizer: $(lastlines "$log" 3)"
+    else
+      manifest+="point $d crash ${p_kind[i]} ${p_op[i]} ${p_n[i]} $what$nl"
+    fi
+  done
+
+  for i in "${!e_spec[@]}"; do
+    d=e.$i what="$s: ${e_spec[i]} at write #${e_n[i]}"
+    cd "$d" || { fail "$what: no directory"; continue; }
+    IMGPIPE_FAULT="op=write,nth=${e_n[i]},${e_spec[i]}" "$F" run "${cmd[@]}" >"../$d.log" 2>&1
+    rc=$?
+    cd .. || return
+    log=$(<"$d.log")
+    if [ $rc = 0 ] && [[ $nl$log == *"${nl}qcow2_free_clusters failed: ${e_words[i]}"* ]]; then
+      pass # as qemu: failing to free clusters only leaks them (checked by faultcheck.py)
+    elif [ $rc = 0 ] || [ $rc -ge 124 ]; then
+      fail "$what: exit $rc, want a failure: $(lastlines "$log" 2)"
+    elif sanitizer "$log"; then
+      fail "$what: sanitizer: $(lastlines "$log" 3)"
+    elif [[ $log != *"${e_words[i]}"* ]] && ! [[ $log =~ $QEMU_PLAIN_RE ]]; then
+      fail "$what: message does not say '${e_words[i]}': $(lastlines "$log" 2)"
+    else pass; fi
+    if [ "$s" != create ]; then
+      for spec in ${FINAL[$s]}; do
+        img=${spec%%:*}
+        [ ! -e "$d/$img" ] && pass || fail "$what: $img left under its final name after a failed convert"
+      done
+    fi
+    tmp=("$d"/*imgpipe-*)
+    [ ${#tmp[@]} = 0 ] || fail "$what: temporary file left behind: ${tmp[*]}"
+    manifest+="point $d error - write ${e_n[i]} $what$nl"
+  done
+
+  # the checks, one faultcheck.py run
+  printf '%s' "$manifest" >manifest
+  local res=() states=0
+  python3 "$FAULTCHECK" verify manifest >verify.out
+  read -ra res <verify.out
+  if [ "${res[0]:-}" = result ]; then
+    PASSES=$((PASSES + res[1])) FAILS=$((FAILS + res[2])) OFLAG_WINDOWS=$((OFLAG_WINDOWS + res[3]))
+    states=${res[4]}
+  else
+    fail "$s: faultcheck.py verify did not finish"
+  fi
+  total_points=$((total_points + ${#p_kind[@]}))
+  echo "$s: $writes writes, $flushes flushes; ${#p_kind[@]} crash and ${#e_spec[@]} I/O-error points, $states distinct states"
+  cd .. || return
 }
 
 # Scenarios run in IMGPIPE_TEST_JOBS (default nproc) shards, each in its
-# own directory; each shard reports its counts in a file.
+# own directory (made with the templates'); each shard reports its counts in
+# a file.
 total_points=0
-jobs=${IMGPIPE_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
-n=0
+OFLAG_WINDOWS=0
 for ((shard = 0; shard < jobs; shard++)); do
   (
-    mkdir -p "shard$shard" && cd "shard$shard" || exit 1
-    i=0
+    cd "shard$shard" || exit 1
+    i=0 mine=() copies=()
     for s in $SCENARIOS; do
-      [ $((i++ % jobs)) = "$shard" ] && run_scenario "$s"
+      [ $((i++ % jobs)) = "$shard" ] && mine+=("$s") && copies+=(+ "$TOP/tmpl.${TMPL[$s]}" "$s/a")
     done
+    [ ${#mine[@]} = 0 ] || python3 "$FAULTCHECK" copy "${copies[@]:1}" || fail "shard $shard: copies"
+    for s in "${mine[@]}"; do count_scenario "$s"; done
+    for s in "${mine[@]}"; do run_scenario "$s"; done
     echo "$PASSES $FAILS $total_points $OFLAG_WINDOWS" >../counts.$shard
   ) &
 done
@@ -332,5 +289,5 @@ for ((shard = 0; shard < jobs; shard++)); do
   PASSES=$((PASSES + p)) FAILS=$((FAILS + f)) total_points=$((total_points + t))
   OFLAG_WINDOWS=$((OFLAG_WINDOWS + o))
 done
-echo "crash points tried: $total_points; qcow2 COPIED-flag windows repaired: $OFLAG_WINDOWS"
+echo "crash points tried: $total_points; qcow2 COPIED-flag windows repaired: $OFLAG_WINDOWS (distinct states)"
 finish
