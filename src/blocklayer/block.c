@@ -392,7 +392,11 @@ BlockDriverState *bdrv_open(const char *filename, const char *fmt, const Opts *o
             if (fmt && !opts_get(&o, "driver")) {
                 opts_set(&o, "driver", fmt);
             }
-            bs = open_opts(&o, options, flags, errp);
+            Error *local = NULL;
+            bs = open_opts(&o, options, flags, &local);
+            if (!bs) {
+                bdrv_name_open_error(filename, opts_get(&o, "file.filename"), local, errp);
+            }
         }
         opts_release(&o);
         return bs;
@@ -607,6 +611,20 @@ static BlockDriverState *open_opts(const Opts *options, const Opts *extra, int f
     }
     opts_release(&drv_opts);
     return bs;
+}
+
+void bdrv_name_open_error(const char *name, const char *filename, Error *local, Error **errp)
+{
+    const char *msg = error_get_pretty(local);
+    char *prefix = filename ? xasprintf("Could not open '%s': ", filename) : NULL;
+    BlockFile *f = prefix ? bfile_open(filename, BFILE_NO_LOCK, NULL) : NULL;
+    if (f && !strncmp(msg, prefix, strlen(prefix))) {
+        msg += strlen(prefix); /* a driver's error, not the file's */
+    }
+    bfile_close(f);
+    error_setg(errp, "Could not open '%s': %s", name, msg);
+    free(prefix);
+    error_free(local);
 }
 
 BlockDriverState *bdrv_open_opts(const Opts *options, int flags, Error **errp)

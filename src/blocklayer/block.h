@@ -136,6 +136,11 @@ BlockDriverState *bdrv_open_file(BlockFile *file, const char *fmt, const Opts *o
                                  Error **errp);
 /* Open with a json:{...} or --image-opts option set ("driver", "file.filename", ...). */
 BlockDriverState *bdrv_open_opts(const Opts *options, int flags, Error **errp);
+/* The error of an open by option set, named as qemu names it: "Could not
+ * open 'NAME': <why>", <why> being the driver's message, or the file layer's
+ * own "Could not open 'FILENAME': <errno>" when the file itself failed.
+ * Takes local. */
+void bdrv_name_open_error(const char *name, const char *filename, Error *local, Error **errp);
 /* Flatten a json:{...} object into dotted option keys ("file.filename"). */
 int bdrv_json_to_opts(const JVal *v, const char *prefix, Opts *o, Error **errp);
 /* Open (or replace) the backing chain of bs explicitly (rebase/commit use it). */

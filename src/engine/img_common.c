@@ -46,17 +46,7 @@ static BlockDriverState *open_image_opts(const char *optstr, int flags, Error **
         bs = bdrv_open_opts(&o, flags, &local);
     }
     if (!bs) {
-        const char *msg = error_get_pretty(local);
-        const char *fname = opts_get(&o, "file.filename");
-        char *prefix = fname ? xasprintf("Could not open '%s': ", fname) : NULL;
-        BlockFile *f = prefix ? bfile_open(fname, BFILE_NO_LOCK, NULL) : NULL;
-        if (f && !strncmp(msg, prefix, strlen(prefix))) {
-            msg += strlen(prefix); /* a driver's error, not the file's */
-        }
-        bfile_close(f);
-        error_setg(errp, "Could not open '%s': %s", optstr, msg);
-        free(prefix);
-        error_free(local);
+        bdrv_name_open_error(optstr, opts_get(&o, "file.filename"), local, errp);
     }
     opts_release(&o);
     return bs;

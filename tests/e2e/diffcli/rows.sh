@@ -201,7 +201,16 @@ R -- info --image-opts file=pat.raw
 R -- info --image-opts ''
 R -- info --image-opts --output=json driver=raw,file.driver=file,file.filename=pat.raw
 R -- info --image-opts driver=qcow2,file.filename=broken.qcow2
-R -k "not done (img_common.c/blocklayer): unknown runtime options are accepted silently; qemu: Block format 'raw' does not support the option 'bogus'" -- info --image-opts file.filename=pat.raw,bogus=1
+R -- info --image-opts file.filename=pat.raw,bogus=1
+R -- info --image-opts driver=qcow2,file.filename=v3.qcow2,bogus=1
+R -- info --image-opts driver=qcow2,file.filename=v3.qcow2,file.bogus=1
+R -- info --image-opts driver=qcow2,file.filename=v3.qcow2,backing=null
+R -- info --image-opts driver=qcow2,file.filename=v3.qcow2,backing.bogus=1
+R -- info --image-opts driver=raw,file.filename=pat.raw,size=1M,offset=4k,node-name=n,read-only=on,discard=unmap,file.locking=off,file.aio=threads
+R -- info --image-opts driver=qcow2,file.filename=v3.qcow2,l2-cache-size=1M,lazy-refcounts=on,pass-discard-request=on,encrypt.format=aes
+R -- info --image-opts driver=raw,file.filename=v3.qcow2,l2-cache-size=1M
+R -- info 'json:{"driver":"raw","file":{"driver":"file","filename":"pat.raw"},"bogus":1}'
+R -- info 'json:{"driver":"raw","file":{"driver":"file","filename":"pat.raw","bogus":1}}'
 R -- info --image-opts driver=raw,offset=512,file.filename=pat.raw
 R -- info --output=json --image-opts driver=raw,offset=1000,size=1M,file.filename=pat.raw
 R -- info --image-opts driver=raw,offset=8M,file.filename=pat.raw
