@@ -3,6 +3,22 @@
 # images byte-identical to qemu-img's, option errors in qemu-img's words.
 source "$(dirname "$0")/../lib.sh"
 need_qemu_img
+source "$(dirname "$0")/fastlib.sh"
+
+# noinfo VAR: VAR without the lines holding "filename", actual-size or
+# "data-file" (as grep -v -e '"filename"' -e actual-size -e '"data-file"')
+noinfo() {
+  local -n i_=$1
+  local line out='' n=0
+  while IFS= read -r line; do
+    [[ $line == *'"filename"'* || $line == *actual-size* || $line == *'"data-file"'* ]] && continue
+    if [ $n = 0 ]; then out=$line; else out+=$'\n'$line; fi
+    n=1
+  done <<<"$i_"
+  # (as $(...) gives it: no newlines at the end)
+  while [[ $out == *$'\n' ]]; do out=${out%$'\n'}; done
+  i_=$out
+}
 
 same_output "-o help" create -f qcow2 -o help x.qcow2 1G
 
@@ -12,14 +28,14 @@ for opts in "" compat=0.10 compat=v2 cluster_size=512 cluster_size=4k cluster_si
             data_file=d.raw data_file=d.raw,data_file_raw=on data_file=d.raw,preallocation=metadata; do
   o=${opts:+-o $opts}
   rm -f q.qcow2 u.qcow2 d.raw
-  a=$(qemu-img create -f qcow2 $o q.qcow2 5M 2>&1 | sed 's/q.qcow2/IMG/'); [ -f d.raw ] && mv d.raw dq.raw
-  b=$(qi create -f qcow2 $o u.qcow2 5M 2>&1 | sed 's/u.qcow2/IMG/')
+  cap a qemu-img create -f qcow2 $o q.qcow2 5M; resub1 a 'q.qcow2' IMG; [ -f d.raw ] && mv d.raw dq.raw
+  cap b qi create -f qcow2 $o u.qcow2 5M; resub1 b 'u.qcow2' IMG
   check_eq "create $opts: Formatting line" "$a" "$b"
   if cmp -s q.qcow2 u.qcow2; then pass; else fail "create $opts: not byte-identical"; fi
   [ -f d.raw ] && { if cmp -s dq.raw d.raw; then pass; else fail "create $opts: data file differs"; fi; }
   qemu_clean u.qcow2
-  a=$(qemu-img info --output=json q.qcow2 | grep -v -e '"filename"' -e actual-size -e '"data-file"')
-  b=$(qi info --output=json u.qcow2 | grep -v -e '"filename"' -e actual-size -e '"data-file"')
+  a=$(qemu-img info --output=json q.qcow2); noinfo a
+  b=$(qi info --output=json u.qcow2); noinfo b
   check_eq "info $opts" "$a" "$b"
 done
 
@@ -30,7 +46,8 @@ for p in falloc full; do
   qi create -q -f qcow2 -o preallocation=$p u.qcow2 3M || fail "create $p"
   qemu_clean u.qcow2
   same_content q.qcow2 u.qcow2
-  check_eq "$p: file size" "$(stat -c %s q.qcow2)" "$(stat -c %s u.qcow2)"
+  stat -c %s q.qcow2 u.qcow2 >sizes; { read -r a; read -r b; } <sizes
+  check_eq "$p: file size" "$a" "$b"
 done
 
 # backing file and format recorded as qemu-img does
@@ -47,13 +64,13 @@ for opts in cluster_size=1000 cluster_size=4M extended_l2=on,cluster_size=4k com
             backing_fmt=raw preallocation=foo compat=1.2 \
             preallocation=metadata,backing_file=base.raw,backing_fmt=raw \
             data_file_raw=on,data_file=y.raw,backing_file=base.raw,backing_fmt=raw; do
-  a=$(qemu-img create -q -f qcow2 -o "$opts" e.qcow2 1M 2>&1); ra=$?
-  b=$(qi create -q -f qcow2 -o "$opts" e.qcow2 1M 2>&1); rb=$?
+  cap a qemu-img create -q -f qcow2 -o "$opts" e.qcow2 1M; ra=$RC
+  cap b qi create -q -f qcow2 -o "$opts" e.qcow2 1M; rb=$RC
   check_eq "create -o $opts: exit code" "$ra" "$rb"
   check_eq "create -o $opts: message" "${a#qemu-img: }" "${b#imgpipe: }"
 done
-a=$(qemu-img create -q -f qcow2 -o cluster_size=512 e.qcow2 200T 2>&1); ra=$?
-b=$(qi create -q -f qcow2 -o cluster_size=512 e.qcow2 200T 2>&1); rb=$?
+cap a qemu-img create -q -f qcow2 -o cluster_size=512 e.qcow2 200T; ra=$RC
+cap b qi create -q -f qcow2 -o cluster_size=512 e.qcow2 200T; rb=$RC
 check_eq "too large: exit code" "$ra" "$rb"
 check_eq "too large: message" "${a#qemu-img: }" "${b#imgpipe: }"
 

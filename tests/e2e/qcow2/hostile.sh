@@ -1,12 +1,18 @@
 #!/bin/bash
 # qcow2 hostile headers and tables: each gives a clear error (qemu-img's
 # words where qemu-img refuses too), never a crash or a hang.
+#
+# The damaged copies are all made by one ../qcow2ext/qcow2_damage.py run
+# (bytes OFF DATA: what `printf DATA | dd seek=OFF` wrote), each in its own
+# directory as h.qcow2.
 source "$(dirname "$0")/../lib.sh"
 need_qemu_img
+command -v python3 >/dev/null || skip_all "python3 not installed"
+source "$(dirname "$0")/fastlib.sh"
 IMGCAT=${IMGCAT:?IMGCAT must point at the imgcat test tool}
-
-# poke FILE OFFSET BYTES(printf escapes)
-poke() { printf "$3" | dd of="$1" bs=1 seek=$(($2)) conv=notrunc status=none; }
+DMG=$(cd "$(dirname "$0")/../qcow2ext" && pwd)/qcow2_damage.py
+[[ $IMGCAT == */* && $IMGCAT != /* ]] && IMGCAT=$OLDPWD/$IMGCAT
+[[ $IMGPIPE == */* && $IMGPIPE != /* ]] && IMGPIPE=$OLDPWD/$IMGPIPE
 
 mkpattern src.raw 3
 qemu-img convert -f raw -O qcow2 src.raw good.qcow2
@@ -42,12 +48,28 @@ cases=(
   "32|\x00\x00\x00\x07|unknown encryption"
   "0|QFI\xfa|bad magic"
 )
-for c in "${cases[@]}"; do
-  IFS='|' read -r off val name <<<"$c"
-  cp good.qcow2 h.qcow2
-  poke h.qcow2 "$off" "$val"
-  a=$(qemu-img info h.qcow2 2>&1 >/dev/null); ra=$?
-  b=$(qi info h.qcow2 2>&1 >/dev/null); rb=$?
+# the table cases below: d.l1 (unaligned L2 table), d.l2 (unaligned data
+# cluster), d.cpast (compressed data past EOF), d.cgarb (garbage compressed
+# descriptor), d.corrupt (corrupt bit), d.trunc (truncated)
+: >damage.spec
+for i in "${!cases[@]}"; do
+  IFS='|' read -r off val name <<<"${cases[i]}"
+  printf '%s\t%s\t%s\n' good.qcow2 "d$i/h.qcow2" "bytes $off $val" >>damage.spec
+done
+printf '%s\t%s\t%s\n' >>damage.spec \
+  good.qcow2 d.l1/h.qcow2 "l1 0 0x8000000000050100" \
+  good.qcow2 d.l2/h.qcow2 "l2 0 0 0x8000000000050200" \
+  comp.qcow2 d.cpast/h.qcow2 "l2 0 0 0x40f00000ffff0000" \
+  comp.qcow2 d.cgarb/h.qcow2 "l2 0 1 0x7fffffffffffffff" \
+  good.qcow2 d.corrupt/h.qcow2 "bytes 72 \x00\x00\x00\x00\x00\x00\x00\x02" \
+  good.qcow2 d.trunc/h.qcow2 "cut 300000"
+python3 -I -S "$DMG" --batch damage.spec
+
+for i in "${!cases[@]}"; do
+  IFS='|' read -r off val name <<<"${cases[i]}"
+  if ! [ -f "d$i/h.qcow2" ] || ! cd "d$i"; then fail "$name: could not make the image"; continue; fi
+  qemu-img info h.qcow2 2>info.err >/dev/null; ra=$?; a=$(<info.err)
+  qi info h.qcow2 2>info.err >/dev/null; rb=$?; b=$(<info.err)
   check_eq "$name: info exit code" "$ra" "$rb"
   if [ $ra -ne 0 ]; then
     check_eq "$name: message" "${a#qemu-img: }" "${b#imgpipe: }"
@@ -55,32 +77,55 @@ for c in "${cases[@]}"; do
   no_crash "$name: convert" "$IMGPIPE" run convert -f qcow2 -O raw h.qcow2 h.raw
   no_crash "$name: check" "$IMGPIPE" run check -f qcow2 h.qcow2
   no_crash "$name: read" "$IMGCAT" -f qcow2 cat h.qcow2
+  cd ..
 done
 
-# Bad table entries: an unaligned L2 offset in L1, an L2 entry with a
-# misaligned cluster, a compressed descriptor past the end of the file.
-l1=$(( $(od -An -t u8 --endian=big -j 40 -N 8 good.qcow2) ))
-cp good.qcow2 h.qcow2; poke h.qcow2 "$l1" "\x80\x00\x00\x00\x00\x05\x01\x00"
-no_crash "unaligned L2 table" "$IMGCAT" cat h.qcow2
-check_rc "unaligned L2 table: read fails" 1 "$IMGCAT" cat h.qcow2
-l2=$(( $(od -An -t u8 --endian=big -j "$l1" -N 8 good.qcow2) & 0x00fffffffffffe00 ))
-cp good.qcow2 h.qcow2; poke h.qcow2 "$l2" "\x80\x00\x00\x00\x00\x05\x02\x00"
-check_rc "unaligned data cluster: read fails" 1 "$IMGCAT" cat h.qcow2
-no_crash "unaligned data cluster: write" "$IMGCAT" write h.qcow2 0 4096 1
-cl1=$(( $(od -An -t u8 --endian=big -j 40 -N 8 comp.qcow2) ))
-cl2=$(( $(od -An -t u8 --endian=big -j "$cl1" -N 8 comp.qcow2) & 0x00fffffffffffe00 ))
-cp comp.qcow2 h.qcow2; poke h.qcow2 "$cl2" "\x40\xf0\x00\x00\xff\xff\x00\x00"
-check_rc "compressed data past EOF: read fails" 1 "$IMGCAT" cat h.qcow2
-cp comp.qcow2 h.qcow2; poke h.qcow2 "$((cl2 + 8))" "\x7f\xff\xff\xff\xff\xff\xff\xff"
-no_crash "garbage compressed descriptor" "$IMGCAT" cat h.qcow2
+# Bad table entries: an unaligned L2 offset in L1 (entry 0), an L2 entry
+# with a misaligned cluster (L2 table of L1 entry 0, entry 0), a compressed
+# descriptor past the end of the file (entry 0 of comp.qcow2's L2 table),
+# a garbage one (its entry 1).
+if [ -f d.l1/h.qcow2 ] && cd d.l1; then
+  no_crash "unaligned L2 table" "$IMGCAT" cat h.qcow2
+  check_rc "unaligned L2 table: read fails" 1 "$IMGCAT" cat h.qcow2
+  cd ..
+else
+  fail "unaligned L2 table: could not make the image"
+fi
+if [ -f d.l2/h.qcow2 ] && cd d.l2; then
+  check_rc "unaligned data cluster: read fails" 1 "$IMGCAT" cat h.qcow2
+  no_crash "unaligned data cluster: write" "$IMGCAT" write h.qcow2 0 4096 1
+  cd ..
+else
+  fail "unaligned data cluster: could not make the image"
+fi
+if [ -f d.cpast/h.qcow2 ] && cd d.cpast; then
+  check_rc "compressed data past EOF: read fails" 1 "$IMGCAT" cat h.qcow2
+  cd ..
+else
+  fail "compressed data past EOF: could not make the image"
+fi
+if [ -f d.cgarb/h.qcow2 ] && cd d.cgarb; then
+  no_crash "garbage compressed descriptor" "$IMGCAT" cat h.qcow2
+  cd ..
+else
+  fail "garbage compressed descriptor: could not make the image"
+fi
 
 # A corrupt image opens read-only but not read-write (qemu's rule).
-cp good.qcow2 h.qcow2; poke h.qcow2 72 "\x00\x00\x00\x00\x00\x00\x00\x02"
-check_rc "corrupt: read-only open" 0 "$IMGCAT" cat h.qcow2
-a=$("$IMGCAT" write h.qcow2 0 512 1 2>&1)
-check_eq "corrupt: read-write refused" "imgcat: Could not open 'h.qcow2': qcow2: Image is corrupt; cannot be opened read/write" "$a"
+if [ -f d.corrupt/h.qcow2 ] && cd d.corrupt; then
+  check_rc "corrupt: read-only open" 0 "$IMGCAT" cat h.qcow2
+  cap a "$IMGCAT" write h.qcow2 0 512 1
+  check_eq "corrupt: read-write refused" "imgcat: Could not open 'h.qcow2': qcow2: Image is corrupt; cannot be opened read/write" "$a"
+  cd ..
+else
+  fail "corrupt: could not make the image"
+fi
 
 # Truncated file: tables past EOF read as zeros, data reads fail cleanly.
-cp good.qcow2 h.qcow2; truncate -s 300000 h.qcow2
-no_crash "truncated image" "$IMGCAT" cat h.qcow2
+if [ -f d.trunc/h.qcow2 ] && cd d.trunc; then
+  no_crash "truncated image" "$IMGCAT" cat h.qcow2
+  cd ..
+else
+  fail "truncated image: could not make the image"
+fi
 finish

@@ -6,28 +6,41 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lib.sh"
 need_qemu_img
 command -v qemu-io >/dev/null || skip_all "qemu-io not installed"
+source "$HERE/../qcow2/fastlib.sh"
 
+# mk CREATE_OPTS IMG...: each IMG is the test image, as qemu-img/qemu-io
+# make it (made once per CREATE_OPTS as mk.<opts>.qcow2, then copied: the
+# same bytes)
 mk() {
-  rm -f "$1"
-  qemu-img create -q -f qcow2 ${2:+-o $2} "$1" 4M
-  qemu-io -c 'write -P 1 0 300k' -c 'write -z 1M 128k' -c 'write -z -u 2M 64k' \
-    -c 'write -c -P 5 3M 64k' "$1" >/dev/null 2>&1
+  local b=mk.${1:-plain}.qcow2
+  if [ ! -f "$b" ]; then
+    qemu-img create -q -f qcow2 ${1:+-o $1} "$b" 4M
+    qemu-io -c 'write -P 1 0 300k' -c 'write -z 1M 128k' -c 'write -z -u 2M 64k' \
+      -c 'write -c -P 5 3M 64k' "$b" >/dev/null 2>&1
+  fi
+  shift
+  tee "$@" <"$b" >/dev/null
 }
-# format-specific info (what amend changes), without file names
-spec() { qemu-img info "$1" | sed -n '/^Format specific/,$p'; }
-
+# spec IMG: SPEC=the format-specific info (what amend changes), without file
+# names: qemu-img info from its "Format specific" line on
+spec() {
+  local v
+  v=$'\n'$(qemu-img info "$1")
+  if [[ $v == *$'\n''Format specific'* ]]; then SPEC="Format specific${v#*$'\n'Format specific}"; else SPEC=; fi
+}
 qemu-img create -q -f qcow2 h.qcow2 1M
 same_output "amend -o help" amend -f qcow2 -o help h.qcow2
 
 # amend_case NAME CREATE_OPTS AMEND_OPTS
 amend_case() {
   local name=$1 copts=$2 aopts=$3
-  mk q.qcow2 "$copts"; cp q.qcow2 o.qcow2
-  a=$(qemu-img amend -o "$aopts" q.qcow2 2>&1 | sed 's/^qemu-img: //'); ra=${PIPESTATUS[0]}
-  b=$(qi amend -o "$aopts" o.qcow2 2>&1 | sed -e 's/^qemu-img: //' -e 's/^imgpipe: //'); rb=${PIPESTATUS[0]}
+  mk "$copts" q.qcow2 o.qcow2
+  cap a qemu-img amend -o "$aopts" q.qcow2; ra=$RC; noprog a qemu-img
+  cap b qi amend -o "$aopts" o.qcow2; rb=$RC; noprog b qemu-img imgpipe
   check_eq "$name (exit)" "$ra" "$rb"
   check_eq "$name (message)" "$a" "$b"
-  check_eq "$name (info)" "$(spec q.qcow2)" "$(spec o.qcow2)"
+  spec q.qcow2; a=$SPEC; spec o.qcow2
+  check_eq "$name (info)" "$a" "$SPEC"
   qemu_clean o.qcow2
   same_content q.qcow2 o.qcow2
 }
@@ -50,9 +63,9 @@ amend_case "size" "" "size=8M"
 amend_case "data_file without one" "" "data_file=x.raw"
 
 # a snapshot shares clusters: width 1 cannot hold refcount 2
-mk q.qcow2 ""; qemu-img snapshot -c s q.qcow2; cp q.qcow2 o.qcow2
-a=$(qemu-img amend -o refcount_bits=1 q.qcow2 2>&1 | sed 's/^qemu-img: //'); ra=${PIPESTATUS[0]}
-b=$(qi amend -o refcount_bits=1 o.qcow2 2>&1 | sed -e 's/^qemu-img: //' -e 's/^imgpipe: //'); rb=${PIPESTATUS[0]}
+mk "" q.qcow2; qemu-img snapshot -c s q.qcow2; cp q.qcow2 o.qcow2
+cap a qemu-img amend -o refcount_bits=1 q.qcow2; ra=$RC; noprog a qemu-img
+cap b qi amend -o refcount_bits=1 o.qcow2; rb=$RC; noprog b qemu-img imgpipe
 check_eq "refcount_bits=1 with snapshot (exit)" "$ra" "$rb"
 check_eq "refcount_bits=1 with snapshot (message)" "$a" "$b"
 qemu_clean o.qcow2
@@ -67,7 +80,8 @@ for t in q o; do
 done
 qemu-img amend -o compat=0.10 q.qcow2; qi amend -o compat=0.10 o.qcow2
 check_eq "backed downgrade (exit)" 0 $?
-check_eq "backed downgrade (info)" "$(spec q.qcow2)" "$(spec o.qcow2)"
+spec q.qcow2; a=$SPEC; spec o.qcow2
+check_eq "backed downgrade (info)" "$a" "$SPEC"
 qemu_clean o.qcow2
 same_content q.qcow2 o.qcow2
 

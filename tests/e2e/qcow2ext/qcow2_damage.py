@@ -24,12 +24,38 @@ Usage: qcow2_damage.py IMAGE CMD ARGS... [+ CMD ARGS...]...
   bmtable INDEX [VALUE]        print / set an entry of the first bitmap table
   append CLUSTERS              append CLUSTERS zeroed clusters to the file
   cut BYTES                    truncate the file to BYTES
+  extend BYTES                 append BYTES zero bytes to the file
+  le32 OFFSET VALUE            set a little-endian u32 at OFFSET (any format:
+                               vdi and parallels tables)
+  bytes OFFSET DATA            write DATA at OFFSET, DATA in printf's
+                               notation: \\xHH escapes, other characters as
+                               they are (any format)
 Several commands separated by "+" run in one process (the tests make many
 images).  A VALUE may be an expression of `cur` (the field's current value)
-and `size` (the file size), e.g. cur+512 or cur|1<<63.  WHERE names a
-pointer: hdr:FIELD, snap:INDEX:l1_offset, l2:L1INDEX:L2INDEX (compressed
-descriptors too), bmdir:FIELD, bmtable:INDEX.
+and `size` (the file size), e.g. cur+512 or cur|1<<63; so may the OFFSET of
+le32 and the BYTES of cut and extend.  In an expression le32(OFF) is the
+little-endian u32 at OFF.  WHERE names a pointer: hdr:FIELD,
+snap:INDEX:l1_offset, l2:L1INDEX:L2INDEX (compressed descriptors too),
+bmdir:FIELD, bmtable:INDEX.
 Numbers accept 0x.. hex.  Written for the tests only; no qemu code inside.
+
+Batch modes (one process for a whole test's images):
+  qcow2_damage.py --batch SPEC
+      SPEC has one line per damaged image, fields separated by tabs:
+      SOURCE, the DESTINATIONS (separated by spaces), the commands (words
+      separated by spaces, "+" between commands; empty: a plain copy).  Each
+      destination (its directory is made) is a copy of SOURCE with the
+      commands applied.  When a line fails, none of its destinations is left,
+      the error goes to stderr and the other lines go on (exit code 1).
+  qcow2_damage.py --flags IMAGE...
+      for each IMAGE one line "incompat=HEX snapshots=HEX": the header's
+      incompatible feature bits (bytes 72-79) and snapshot count (bytes
+      60-63), each byte as two hex digits in file order ("missing" when the
+      file cannot be read).
+  qcow2_damage.py --pairs A B [A B]...
+      for each pair one line: "same" when A and B hold the same bytes (same
+      size, same data; holes read as zeros, so sparse files of a TiB are
+      quick), else "differ<TAB>FLAGS-OF-A<TAB>FLAGS-OF-B" (as --flags).
 """
 import os
 import struct
@@ -124,7 +150,8 @@ def value(img, text, cur):
         return int(text, 0)
     except ValueError:
         size = os.path.getsize(img.path)
-        return eval(text, {'__builtins__': {}}, {'cur': cur, 'size': size})
+        names = {'cur': cur, 'size': size, 'le32': lambda off: img.rd(off, '<I')}
+        return eval(text, {'__builtins__': {}}, names)
 
 
 def rw(img, off, fmt, rest):
@@ -228,19 +255,146 @@ def run(img, cmd, raw):
         img.f.seek(0, os.SEEK_END)
         img.f.write(b'\0' * n)
     elif cmd == 'cut':
-        img.f.truncate(a[0])
+        img.f.truncate(value(img, raw[0], None))
+    elif cmd == 'extend':
+        n = value(img, raw[0], None)
+        img.f.seek(0, os.SEEK_END)
+        img.f.write(b'\0' * n)
+    elif cmd == 'bytes':
+        img.f.seek(value(img, raw[0], None))
+        img.f.write(raw[1].encode('latin-1').decode('unicode_escape').encode('latin-1'))
+    elif cmd == 'le32':
+        img.wr(value(img, raw[0], None), '<I', value(img, raw[1], None) & 0xffffffff)
     else:
         sys.exit('unknown command ' + cmd)
     img.f.flush()
 
 
+def damage(path, args):
+    img = Image(path)
+    try:
+        while args:
+            n = args.index('+') if '+' in args else len(args)
+            run(img, args[0], args[1:n])
+            args = args[n + 1:]
+    finally:
+        img.f.close()
+
+
+def sparse_copy(src, dst, chunk=65536):
+    """Copy src to dst leaving holes for zeroed chunks (as cp does)."""
+    with open(src, 'rb') as f:
+        data = f.read()
+    zero = bytes(chunk)
+    with open(dst, 'wb') as f:
+        for off in range(0, len(data), chunk):
+            piece = data[off:off + chunk]
+            if piece == zero[:len(piece)]:
+                f.seek(len(piece), os.SEEK_CUR)
+            else:
+                f.write(piece)
+        f.truncate(len(data))
+
+
+def batch(spec):
+    ok = True
+    for line in open(spec):
+        if not line.strip():
+            continue
+        src, dests, cmds = (line.rstrip('\n').split('\t') + ['', ''])[:3]
+        dests = dests.split()
+        try:
+            for d in dests:
+                if os.path.dirname(d):
+                    os.makedirs(os.path.dirname(d), exist_ok=True)
+            sparse_copy(src, dests[0])
+            damage(dests[0], cmds.split())
+            for d in dests[1:]:
+                sparse_copy(dests[0], d)
+        except (Exception, SystemExit) as e:
+            print('qcow2_damage.py: %s -> %s: %s: %s' % (src, dests[0], cmds, e),
+                  file=sys.stderr)
+            for d in dests:
+                if os.path.exists(d):
+                    os.remove(d)
+            ok = False
+    return 0 if ok else 1
+
+
+def flag_text(path):
+    try:
+        with open(path, 'rb') as f:
+            h = f.read(80)
+        return 'incompat=%s snapshots=%s' % (h[72:80].hex(), h[60:64].hex())
+    except OSError:
+        return 'missing'
+
+
+def flags(paths):
+    for p in paths:
+        print(flag_text(p))
+
+
+def data_ranges(f, size):
+    """[start, end) of the regions of f that hold data (all of it when the
+    file system cannot tell)."""
+    out, pos, fd = [], 0, f.fileno()
+    try:
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break  # only a hole is left
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, end))
+            pos = end
+    except (OSError, AttributeError):
+        return [(0, size)]
+    return out
+
+
+def same_bytes(a, b, chunk=1 << 20):
+    try:
+        fa, fb = open(a, 'rb'), open(b, 'rb')
+    except OSError:
+        return False
+    with fa, fb:
+        size = os.fstat(fa.fileno()).st_size
+        if size != os.fstat(fb.fileno()).st_size:
+            return False
+        ranges = sorted(data_ranges(fa, size) + data_ranges(fb, size))
+        pos = 0
+        for start, end in ranges:
+            start = max(start, pos)  # (overlapping ranges: compared once)
+            while start < end:
+                n = min(chunk, end - start)
+                fa.seek(start)
+                fb.seek(start)
+                if fa.read(n) != fb.read(n):
+                    return False
+                start += n
+            pos = max(pos, end)
+    return True
+
+
+def pairs(paths):
+    for a, b in zip(paths[0::2], paths[1::2]):
+        if same_bytes(a, b):
+            print('same')
+        else:
+            print('differ\t%s\t%s' % (flag_text(a), flag_text(b)))
+
+
 def main():
-    img, args = Image(sys.argv[1]), sys.argv[2:]
-    while args:
-        n = args.index('+') if '+' in args else len(args)
-        run(img, args[0], args[1:n])
-        args = args[n + 1:]
-    img.f.close()
+    if sys.argv[1] == '--batch':
+        sys.exit(batch(sys.argv[2]))
+    if sys.argv[1] == '--flags':
+        flags(sys.argv[2:])
+        return
+    if sys.argv[1] == '--pairs':
+        pairs(sys.argv[2:])
+        return
+    damage(sys.argv[1], sys.argv[2:])
 
 
 if __name__ == '__main__':
