@@ -11,9 +11,26 @@ need_qemu_img
 head -c 24M /dev/urandom >big.raw
 head -c 1M /dev/urandom >small.raw
 
-leftovers() { ls -A | grep -c '\.imgpipe-' ; }
-# wait (up to 10 s, for a loaded machine) until the convert has its temporary file
-started() { for _ in $(seq 200); do [ "$(leftovers)" -gt 0 ] && return; sleep 0.05; done; }
+# count_leftovers: LEFT=how many names here contain ".imgpipe-" (what
+# `ls -A | grep -c '\.imgpipe-'` counts), with a glob
+count_leftovers() {
+  local names
+  shopt -s nullglob dotglob
+  names=(*.imgpipe-*)
+  shopt -u nullglob dotglob
+  LEFT=${#names[@]}
+}
+# wait (up to 10 s, for a loaded machine) until the convert has its
+# temporary file (a `read -t` on a pipe nobody writes to naps 0.05 s)
+exec {napfd}<> <(:)
+started() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    count_leftovers
+    [ "$LEFT" -gt 0 ] && return
+    read -r -t 0.05 -u "$napfd" _ || :
+  done
+}
 
 # kill -9 in the middle (rate-limited so that it is surely mid-way)
 for fmt in raw qcow2; do
@@ -27,7 +44,8 @@ for fmt in raw qcow2; do
   wait $pid 2>/dev/null
   [ -e out.$fmt ] && fail "killed convert ($fmt) left out.$fmt" || pass
   # it was killed mid-way: its temporary file is still there
-  check_eq "killed convert ($fmt): temporary file" 1 "$(leftovers)"
+  count_leftovers
+  check_eq "killed convert ($fmt): temporary file" 1 "$LEFT"
   rm -f .out.imgpipe-*
 done
 
@@ -48,7 +66,8 @@ rm -f fail.raw
 qi convert -t bogus -O raw small.raw fail.raw 2>/dev/null
 check_eq "failed convert: exit code" 1 $?
 [ -e fail.raw ] && fail "failed convert left fail.raw" || pass
-check_eq "failed convert: temporary files" 0 "$(leftovers)"
+count_leftovers
+check_eq "failed convert: temporary files" 0 "$LEFT"
 
 # success replaces an existing file, keeps its mode, leaves no temporaries
 cp big.raw mode.raw
@@ -56,7 +75,8 @@ chmod 600 mode.raw
 qi convert -O raw small.raw mode.raw
 same_file "replaced target" small.raw mode.raw
 check_eq "mode kept" 600 "$(stat -c %a mode.raw)"
-check_eq "no temporary files" 0 "$(leftovers)"
+count_leftovers
+check_eq "no temporary files" 0 "$LEFT"
 
 # a symlink is written through, as qemu-img does
 rm -f real.raw link.raw
@@ -74,14 +94,14 @@ check_eq "-n in place" "$ino" "$(stat -c %i inplace.raw)"
 # relative backing file names resolve beside the final name
 if has_format qcow2; then
   mkdir -p sub
-  qemu-img create -q -f qcow2 sub/base.qcow2 1M
-  qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 sub/top.qcow2
+  qemu-img create -q "${QO[@]}" -f qcow2 sub/base.qcow2 1M
+  qemu-img create -q "${QO[@]}" -f qcow2 -b base.qcow2 -F qcow2 sub/top.qcow2
   qemu-io -c "write -P 7 0 64k" sub/top.qcow2 >/dev/null
   rm -f sub/out.qcow2
   qi convert -O qcow2 -B base.qcow2 -F qcow2 sub/top.qcow2 sub/out.qcow2
   check_eq "relative -B: exit code" 0 $?
-  qemu_clean sub/out.qcow2
-  same_content sub/top.qcow2 sub/out.qcow2
+  qclean sub/out.qcow2
+  qcompare sub/top.qcow2 sub/out.qcow2
 fi
 
 finish

@@ -11,7 +11,10 @@ truncate -s 64K small.raw
 
 while IFS= read -r line; do
   [ -z "$line" ] && continue
-  rm -f o.raw x y x.raw y.qcow2
+  # remove what an earlier case made (rm only when there is something)
+  old=()
+  for f in o.raw x y x.raw y.qcow2; do [[ -e $f || -L $f ]] && old+=("$f"); done
+  [ ${#old[@]} -eq 0 ] || rm -f "${old[@]}"
   eval "set -- $line"
   same_err "$line" "$@"
 done <<'EOF'

@@ -4,7 +4,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 . "$HERE/common.sh"
 
-both "qemu-img create -q -f raw r.raw 1M"
+both "qimg create -q -f raw r.raw 1M"
 diff_run "raw: no check" check r.raw
 diff_run "raw: no check, json" check --output=json -f raw r.raw
 diff_run "bad -r" check -r foo r.raw
@@ -16,23 +16,23 @@ diff_run "missing" check nonexist
 
 for fmt in vpc vdi qed qcow vmdk vhdx parallels; do
   has_format "$fmt" || continue
-  both "qemu-img create -q -f $fmt f.$fmt 4M && qemu-io -f $fmt -c 'write -P 7 1M 64k' f.$fmt"
+  in_i "qimg create -q -f $fmt f.$fmt 4M && qemu-io -f $fmt -c 'write -P 7 1M 64k' f.$fmt"
   diff_here "$fmt check" check "f.$fmt"
   diff_here "$fmt check json" check --output=json "f.$fmt"
   diff_here "$fmt check -q" check -q "f.$fmt"
 done
 
 if has_format qcow2; then
-  both "qemu-img create -q -f qcow2 q.qcow2 4M && qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 2M 64k' q.qcow2"
+  both "qimg create -q -f qcow2 q.qcow2 4M && qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 2M 64k' q.qcow2"
   diff_run "qcow2 clean" check q.qcow2
   diff_run "qcow2 clean json" check --output=json q.qcow2
   diff_run "qcow2 -q" check -q q.qcow2
-  both "qemu-img convert -c -O qcow2 q.qcow2 qc.qcow2"
+  both "qimg convert -c -O qcow2 q.qcow2 qc.qcow2"
   diff_run "qcow2 compressed (fragmentation line)" check qc.qcow2
   diff_run "qcow2 compressed json" check --output=json qc.qcow2
   # a leaked cluster: bump the refcount of a free cluster behind qemu's back.
   # The refcount block is the 3rd cluster (64k clusters): entry 16-bit BE.
-  leak='qemu-img create -q -f qcow2 l.qcow2 1M && truncate -s 327680 l.qcow2 &&
+  leak='qimg create -q -f qcow2 l.qcow2 1M && truncate -s 327680 l.qcow2 &&
         printf "\x00\x01" | dd of=l.qcow2 bs=1 seek=$((2*65536 + 4*2)) conv=notrunc status=none'
   both "$leak"
   diff_run "qcow2 leak" check l.qcow2

@@ -36,14 +36,14 @@ diff_run "progress is off with -q" compare -p -q a.raw same.raw
 
 for fmt in vpc vdi qed qcow vmdk vhdx parallels; do
   has_format "$fmt" || continue
-  both "qemu-img convert -f raw -O $fmt a.raw a.$fmt && qemu-img convert -f raw -O $fmt diff.raw d.$fmt"
+  in_i "qimg convert -f raw -O $fmt a.raw a.$fmt && qimg convert -f raw -O $fmt diff.raw d.$fmt"
   diff_here "$fmt vs raw identical" compare "a.$fmt" a.raw
   diff_here "$fmt vs raw differ" compare "d.$fmt" a.raw
   diff_here "$fmt vs $fmt differ" compare -f "$fmt" -F "$fmt" "a.$fmt" "d.$fmt"
 done
 
 if has_format qcow2; then
-  both "qemu-img create -q -f qcow2 -b a.raw -F raw ov.qcow2 && qemu-img convert -O qcow2 a.raw flat.qcow2"
+  both "qimg create -q -f qcow2 -b a.raw -F raw ov.qcow2 && qimg convert -O qcow2 a.raw flat.qcow2"
   diff_run "overlay vs raw" compare ov.qcow2 a.raw
   diff_run "overlay vs flat" compare ov.qcow2 flat.qcow2
   diff_run "strict overlay vs flat" compare -s ov.qcow2 flat.qcow2

@@ -30,23 +30,23 @@ diff_run "map missing file" map nonexist
 
 for fmt in vpc vdi qed qcow vmdk vhdx parallels; do
   has_format "$fmt" || continue
-  both "qemu-img convert -f raw -O $fmt m.raw m.$fmt"
+  in_i "qimg convert -f raw -O $fmt m.raw m.$fmt"
   diff_here "map $fmt json" map --output=json "m.$fmt"
   diff_here "map $fmt human" map "m.$fmt"
 done
 
 if has_format qcow2; then
-  both "qemu-img create -q -f qcow2 -b m.raw -F raw mq.qcow2 &&
+  in_i "qimg create -q -f qcow2 -b m.raw -F raw mq.qcow2 &&
         qemu-io -c 'write -P 1 0 64k' -c 'write -z 1M 128k' -c 'write -P 2 3M 4k' -c 'discard 3200k 64k' mq.qcow2"
-  both "qemu-img create -q -f qcow2 -b mq.qcow2 -F qcow2 top.qcow2 6M && qemu-io -c 'write -P 3 2M 64k' top.qcow2"
+  in_i "qimg create -q -f qcow2 -b mq.qcow2 -F qcow2 top.qcow2 6M && qemu-io -c 'write -P 3 2M 64k' top.qcow2"
   for f in mq.qcow2 top.qcow2; do
     diff_here "map $f" map "$f"
     diff_here "map $f json" map --output=json "$f"
   done
   diff_here "map range in chain" map --output=json --start-offset=1M --max-length=3M top.qcow2
-  both "qemu-img create -q -f qcow2 e.qcow2 1M"
+  both "qimg create -q -f qcow2 e.qcow2 1M"
   diff_run "map empty qcow2" map --output=json e.qcow2
-  both "qemu-img convert -c -f raw -O qcow2 m.raw c.qcow2"
+  in_i "qimg convert -c -f raw -O qcow2 m.raw c.qcow2"
   diff_here "map compressed json" map --output=json c.qcow2
   diff_here "map compressed human (error)" map c.qcow2
 fi

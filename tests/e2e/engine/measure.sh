@@ -32,7 +32,7 @@ done
 if has_format qcow2; then
   diff_run "qcow2 options" measure -O qcow2 -o cluster_size=4k,preallocation=metadata --size 100M
   diff_run "qcow2 json" measure --output=json -O qcow2 m.raw
-  both "qemu-img create -q -f qcow2 s.qcow2 1M && qemu-io -c 'write 0 64k' s.qcow2 && qemu-img snapshot -c one s.qcow2"
+  both "qimg create -q -f qcow2 s.qcow2 1M && qemu-io -c 'write 0 64k' s.qcow2 && qimg snapshot -c one s.qcow2"
   diff_run "qcow2 from qcow2" measure -O qcow2 s.qcow2
   diff_run "snapshot by name" measure -O qcow2 -l one s.qcow2
   diff_run "snapshot by keys" measure -O qcow2 -l snapshot.name=one s.qcow2
