@@ -5,43 +5,68 @@
 # through imgpipe; info JSON, the "Formatting" line, -o help and error
 # messages equal qemu-img's; backing (parent) images, writes through the
 # chain and stream-optimized layout (footer, end-of-stream marker) check.
-source "$(dirname "$0")/../lib.sh"
-source "$(dirname "$0")/common.sh"
+HERE=${0%/*}; [ "$HERE" = "$0" ] && HERE=.
+source "$HERE/../lib.sh"
+source "$HERE/common.sh"
 need_qemu_img
+shopt -s nullglob dotglob
 
-mkpattern src.raw 7   # data, zeros and holes over 7 MiB (odd size: partial extents)
+mk pattern src.raw 7   # data, zeros and holes over 7 MiB (odd size: partial extents)
+
+# lsa VAR DIR: what `cd DIR && ls -a` prints (LC_ALL=C: byte order, as globs)
+lsa() {
+  local -n _ls=$1
+  local f out=$'.\n..'
+  for f in "$2"/*; do out+=$'\n'${f##*/}; done
+  _ls=$out
+}
+# lsn VAR DIR: what `cd DIR && ls` prints
+lsn() {
+  local -n _ln=$1
+  local f out=
+  for f in "$2"/[!.]*; do out+=${out:+$'\n'}${f##*/}; done
+  _ln=$out
+}
+# descriptor checks (deferred): the descriptor text of two images, CID
+# lines dropped; embedded (sparse, stream) in the 20 sectors after the
+# header, else the whole file
+desc_eq() { # WHAT A B EMBEDDED
+  local x="rd('%s')"
+  [ "$4" = 1 ] && x="r('%s', 512, 10240).replace(b'\\\\0', b'')"
+  local ea eb
+  printf -v ea "grepv($x, rb'^CID=')" "$2"
+  printf -v eb "grepv($x, rb'^CID=')" "$3"
+  defer_eval "$1" "$ea" "$eb"
+}
 
 same_output "-o help" create -f vmdk -o help x 1G
 SUBS="monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat streamOptimized"
 for sf in $SUBS; do
   mkdir -p "q-$sf" "o-$sf"
   # the Formatting line and the files created (names, sizes; CIDs differ)
-  a=$(cd "q-$sf" && qemu-img create -f vmdk -o subformat=$sf img.vmdk 5G)
-  b=$(cd "o-$sf" && qi create -f vmdk -o subformat=$sf img.vmdk 5G)
+  a=$(cd "q-$sf" && exec qemu-img create -f vmdk -o subformat=$sf img.vmdk 5G)
+  b=$(cd "o-$sf" && exec "$IMGPIPE" run create -f vmdk -o subformat=$sf img.vmdk 5G)
   check_eq "$sf: Formatting line" "$a" "$b"
-  check_eq "$sf: files" "$(cd "q-$sf" && ls)" "$(cd "o-$sf" && ls)"
+  lsn a "q-$sf"; lsn b "o-$sf"
+  check_eq "$sf: files" "$a" "$b"
   json_eq "$sf: info of qemu's empty image" "q-$sf/img.vmdk"
   qemu_clean "o-$sf/img.vmdk"
   # descriptor text: identical but for the CID
-  if [ "$sf" = monolithicSparse ] || [ "$sf" = streamOptimized ]; then
-    da=$(dd if="q-$sf/img.vmdk" bs=512 skip=1 count=20 status=none | tr -d '\0' | grep -v '^CID=')
-    db=$(dd if="o-$sf/img.vmdk" bs=512 skip=1 count=20 status=none | tr -d '\0' | grep -v '^CID=')
-  else
-    da=$(grep -v '^CID=' "q-$sf/img.vmdk"); db=$(grep -v '^CID=' "o-$sf/img.vmdk")
-  fi
-  check_eq "$sf: descriptor" "$da" "$db"
+  emb=0; [ "$sf" = monolithicSparse ] || [ "$sf" = streamOptimized ] && emb=1
+  desc_eq "$sf: descriptor" "q-$sf/img.vmdk" "o-$sf/img.vmdk" $emb
 
   # convert: ours -> checked and compared by qemu; qemu's -> read by us
   qi convert -O vmdk -o subformat=$sf src.raw "o-$sf/conv.vmdk" || fail "$sf: convert"
   qemu-img convert -O vmdk -o subformat=$sf src.raw "q-$sf/conv.vmdk"
   # the extent files are named after the image, as qemu-img names them
-  check_eq "$sf: convert output files" "$(cd "q-$sf" && ls -a)" "$(cd "o-$sf" && ls -a)"
+  lsa a "q-$sf"; lsa b "o-$sf"
+  check_eq "$sf: convert output files" "$a" "$b"
   # (monolithic images name themselves in their embedded descriptor; the
   # convert engine builds them under a temporary name, so compare size and
   # type only there — qemu and VMware read the header, not that name)
-  strip_self() { if [ "$sf" = monolithicSparse ] || [ "$sf" = streamOptimized ]; then cut -d'"' -f1; else cat; fi; }
-  check_eq "$sf: converted descriptor extents" "$(grep -a '^RW' "q-$sf/conv.vmdk" | strip_self)" \
-    "$(grep -a '^RW' "o-$sf/conv.vmdk" | strip_self)"
+  x="grep(rd('%s'), rb'^RW')"; [ $emb = 1 ] && x="cut($x, b'\"', 1)"
+  printf -v ea "$x" "q-$sf/conv.vmdk"; printf -v eb "$x" "o-$sf/conv.vmdk"
+  defer_eval "$sf: converted descriptor extents" "$ea" "$eb"
   qemu_clean "o-$sf/conv.vmdk"
   same_content src.raw "o-$sf/conv.vmdk"
   same_guest "$sf: qemu's image read by imgpipe" "q-$sf/conv.vmdk" src.raw
@@ -53,29 +78,24 @@ done
 qi convert -c -O vmdk -o subformat=streamOptimized src.raw so.vmdk || fail "stream -c convert"
 same_content src.raw so.vmdk
 qemu_clean so.vmdk
-hdr=$(od -A n -t x1 -j 56 -N 8 so.vmdk | tr -d ' ')
-check_eq "stream header: grain directory at the end" ffffffffffffffff "$hdr"
-size=$(stat -c %s so.vmdk)
-eos=$(od -A n -t x1 -j $((size - 512)) -N 16 so.vmdk | tr -d ' ')
-check_eq "stream: end-of-stream marker last" 00000000000000000000000000000000 "$eos"
-ftype=$(od -A n -t u4 -j $((size - 1536 + 12)) -N 4 so.vmdk | tr -d ' ')
-check_eq "stream: footer marker before it" 3 "$ftype"
-fmagic=$(dd if=so.vmdk bs=1 skip=$((size - 1024)) count=4 status=none)
-check_eq "stream: footer holds the header" KDMV "$fmagic"
+defer_eval "stream header: grain directory at the end" "'ffffffffffffffff'" "r('so.vmdk', 56, 8).hex()"
+defer_eval "stream: end-of-stream marker last" "'00' * 16" "r('so.vmdk', -512, 16).hex()"
+defer_eval "stream: footer marker before it" 3 "int.from_bytes(r('so.vmdk', -1536 + 12, 4), 'little')"
+defer_eval "stream: footer holds the header" "b'KDMV'" "r('so.vmdk', -1024, 4)"
 json_eq "stream: info" so.vmdk
 
 # create options, one at a time and combined: Formatting line, descriptor, info
+i=0
 for o in adapter_type=lsilogic adapter_type=buslogic adapter_type=legacyESX hwversion=7 \
          toolsversion=10240 compat6=on zeroed_grain=on "compat6=on,zeroed_grain=on,adapter_type=lsilogic"; do
-  mkdir -p "opt-q" "opt-o"
-  a=$(cd opt-q && qemu-img create -f vmdk -o "$o" img.vmdk 3G)
-  b=$(cd opt-o && qi create -f vmdk -o "$o" img.vmdk 3G)
+  i=$((i + 1))
+  mkdir -p "opt-q$i" "opt-o$i"
+  a=$(cd opt-q$i && exec qemu-img create -f vmdk -o "$o" img.vmdk 3G)
+  b=$(cd opt-o$i && exec "$IMGPIPE" run create -f vmdk -o "$o" img.vmdk 3G)
   check_eq "$o: Formatting line" "$a" "$b"
-  da=$(dd if=opt-q/img.vmdk bs=512 skip=1 count=20 status=none | tr -d '\0' | grep -v '^CID=')
-  db=$(dd if=opt-o/img.vmdk bs=512 skip=1 count=20 status=none | tr -d '\0' | grep -v '^CID=')
-  check_eq "$o: descriptor" "$da" "$db"
-  check_eq "$o: header" "$(od -A n -t x1 -N 512 opt-q/img.vmdk)" "$(od -A n -t x1 -N 512 opt-o/img.vmdk)"
-  qemu_clean opt-o/img.vmdk
+  desc_eq "$o: descriptor" opt-q$i/img.vmdk opt-o$i/img.vmdk 1
+  defer_cmpn "$o: header" opt-q$i/img.vmdk opt-o$i/img.vmdk 512
+  qemu_clean opt-o$i/img.vmdk
 done
 
 # option errors: same exit code and message as qemu-img
@@ -94,22 +114,25 @@ if [ -n "${FMT2TOOL:-}" ]; then
   qemu-io -c "write -z 1M 1M" zq.vmdk >/dev/null
   same_content zg.vmdk zq.vmdk
   qemu_clean zg.vmdk
-  check_eq "zeroed grains allocate nothing" "$(stat -c %s zq.vmdk)" "$(stat -c %s zg.vmdk)"
+  defer_eval "zeroed grains allocate nothing" "size('zq.vmdk')" "size('zg.vmdk')"
 fi
 
 # backing chain: parentFileNameHint, parentCID; writes with copy-on-write
 qemu-img convert -O vmdk src.raw base.vmdk
 qi create -f vmdk -b base.vmdk -F vmdk ov.vmdk >/dev/null || fail "overlay create"
 qemu-img create -q -f vmdk -b base.vmdk -F vmdk ovq.vmdk
-pcid_base=$(qemu-img info --output=json base.vmdk | sed -n 's/.*"cid": \([0-9]*\).*/\1/p')
-pcid_ov=$(qemu-img info --output=json ov.vmdk | sed -n 's/.*"parent-cid": \([0-9]*\).*/\1/p')
+a=$(exec qemu-img info --output=json base.vmdk)
+b=$(exec qemu-img info --output=json ov.vmdk)
+pcid_base=; [[ "$a" =~ \"cid\":\ ([0-9]+) ]] && pcid_base=${BASH_REMATCH[1]}
+pcid_ov=; [[ "$b" =~ \"parent-cid\":\ ([0-9]+) ]] && pcid_ov=${BASH_REMATCH[1]}
 check_eq "overlay parent CID" "$pcid_base" "$pcid_ov"
-check_eq "overlay backing" "base.vmdk" "$(qemu-img info --output=json ov.vmdk | sed -n 's/.*"backing-filename": "\(.*\)".*/\1/p')"
-for img in ov.vmdk ovq.vmdk; do
-  qemu-io -c "write -P 0x61 1000 100" -c "write -P 0x62 3000000 70000" -c "write -z 4194304 65536" "$img" >/dev/null
-done
+re=$'"backing-filename": "([^\n]*)"'
+bf=; [[ "$b" =~ $re ]] && bf=${BASH_REMATCH[1]}
+check_eq "overlay backing" "base.vmdk" "$bf"
+w=(-c "write -P 0x61 1000 100" -c "write -P 0x62 3000000 70000" -c "write -z 4194304 65536")
+qemu-io -c "open ov.vmdk" "${w[@]}" -c close -c "open ovq.vmdk" "${w[@]}" -c close >/dev/null
 same_content ov.vmdk ovq.vmdk
-rm -f ov2.vmdk && qi create -q -f vmdk -b base.vmdk -F vmdk ov2.vmdk
+qi create -q -f vmdk -b base.vmdk -F vmdk ov2.vmdk
 qi convert -n -O vmdk ovq.vmdk ov2.vmdk 2>/dev/null
 same_content ovq.vmdk ov2.vmdk
 qemu_clean ov2.vmdk
@@ -122,8 +145,8 @@ same_error "flat with backing" create -f vmdk -o subformat=monolithicFlat -b bas
 cp base.vmdk base-copy.vmdk
 qi create -q -f vmdk -b base-copy.vmdk -F vmdk ov3.vmdk
 qemu-io -c "write -P 1 0 512" base-copy.vmdk >/dev/null    # renews the parent's CID
-a=$(qemu-img convert -O raw ov3.vmdk x1.raw >/dev/null 2>&1; echo $?)
-b=$(qi convert -O raw ov3.vmdk x2.raw >/dev/null 2>&1; echo $?)
+qemu-img convert -O raw ov3.vmdk x1.raw >/dev/null 2>&1; a=$?
+qi convert -O raw ov3.vmdk x2.raw >/dev/null 2>&1; b=$?
 check_eq "stale parent CID refused" "$a" "$b"
 
 finish
