@@ -7,19 +7,34 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 . "$HERE/common.sh"
 
-make_images
+make_images small many
 qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 1M
 qemu-img create -q -f qcow2 big.qcow2 20M
 qemu-img bitmap --add big.qcow2 b1
 qemu-img create -q -f qcow2 huge.qcow2 100T
-long=$(printf 'n%.0s' $(seq 1 1023))
+printf -v long '%1023s' ''
+long=${long// /n}
 
-# op IMAGE BITMAP ACTIONS...
-op() {
-  local img=$1 name=$2; shift 2
-  pair "$img"
-  same_run "bitmap $* $img:$name" q.qcow2 o.qcow2 bitmap "$@" @IMG "$name"
-  same_image "bitmap $* $img:$name" q.qcow2 o.qcow2
+# op IMAGE BITMAP ACTIONS...: queued; run_ops runs them, each on its own
+# pair of copies (qN.qcow2 for qemu-img, oN.qcow2 for imgpipe)
+OPS=()
+op() { local s; printf -v s '%q ' "$@"; OPS+=("$s"); }
+# shellcheck disable=SC2120 # (its arguments are each op's, set by eval)
+run_ops() {
+  local s n=0 copies=()
+  for s in "${OPS[@]}"; do
+    eval "set -- $s"
+    n=$((n + 1)); copies+=(copy "$1" "q$n.qcow2" "o$n.qcow2" ::)
+  done
+  bm_batch "${copies[@]}" copy a.qcow2 ours.qcow2
+  n=0
+  for s in "${OPS[@]}"; do
+    eval "set -- $s"
+    local img=$1 name=$2; shift 2
+    n=$((n + 1))
+    same_run "bitmap $* $img:$name" "q$n.qcow2" "o$n.qcow2" bitmap "$@" @IMG "$name"
+    same_image "bitmap $* $img:$name" "q$n.qcow2" "o$n.qcow2"
+  done
 }
 
 # each action alone
@@ -74,13 +89,16 @@ op w.qcow2 b1 -g 4k --clear
 op w.qcow2 b1
 op w.qcow2 b1 -b a.qcow2 --clear
 
-# a bitmap we add is one qemu-img can use afterwards
-pair a.qcow2
-qi bitmap --add -g 8k o.qcow2 ours
-qemu-img bitmap --merge b1 -b w.qcow2 o.qcow2 ours && pass || fail "qemu-img cannot merge into our bitmap"
-qemu-io -c 'write 9M 4k' o.qcow2 >/dev/null
-check_eq "qemu-io writes reach our bitmap" "ours 8192 2 0-131072 5242880-5308416 8388608-9445376" \
-  "$($BT content o.qcow2 | grep '^ours')"
-qemu_clean o.qcow2
+run_ops
 
+# a bitmap we add is one qemu-img can use afterwards (ours.qcow2: a copy
+# of a.qcow2)
+qi bitmap --add -g 8k ours.qcow2 ours
+qemu-img bitmap --merge b1 -b w.qcow2 ours.qcow2 ours && pass || fail "qemu-img cannot merge into our bitmap"
+qemu-io -c 'write 9M 4k' ours.qcow2 >/dev/null
+defer contentline "qemu-io writes reach our bitmap" ours.qcow2 ours \
+  "ours 8192 2 0-131072 5242880-5308416 8388608-9445376"
+qemu_clean ours.qcow2
+
+bm_verify
 finish

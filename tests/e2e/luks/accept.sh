@@ -26,47 +26,64 @@ FULL=${IMGPIPE_LUKS_FULL:-0}
 CPUCAP='import os, signal, sys
 signal.setitimer(signal.ITIMER_PROF, float(sys.argv[1]))
 os.execvp(sys.argv[2], sys.argv[2:])'
+# python3 itself, not lib.sh's function: started in the background, a
+# function costs a second process
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
-# qemu_verdict OPTS [full]: "ok", "abort" or qemu's message
-qemu_verdict() {
-  local out rc
-  if [ -n "${2:-}" ]; then
-    out=$(qimg create -q -f luks $SEC -o "key-secret=sec0,iter-time=1,$1" q/x.luks 1M 2>&1); rc=$?
-  else
-    out=$(python3 -c "$CPUCAP" "$QEMU_CPU" qemu-img create -q -f luks $SEC \
-      -o "key-secret=sec0,iter-time=1,$1" q/x.luks 1M 2>&1); rc=$?
-  fi
-  rm -f q/x.luks
-  case $rc in
-    0 | 155) echo ok ;; # 155: SIGPROF, out of CPU time in the PBKDF2 timer
-    134) echo abort ;;
-    *) if echo "$out" | grep -q "accurate CPU usage"; then echo ok; else echo "$out" | xnorm; fi ;;
+# xnorm VAR: normv, and the two tools work in q/ and o/ at once: one name
+xnorm() {
+  local -n _xv=$1
+  local _l _lines _o=()
+  normv "$1"
+  mapfile -t _lines <<<"$_xv"
+  for _l in "${_lines[@]}"; do
+    [[ $_l =~ ^qemu-img:\ [qo]/x\.luks:\ (.*) ]] && _l="qemu-img: x.luks: ${BASH_REMATCH[1]}"
+    _o+=("$_l")
+  done
+  printf -v _xv '%s\n' "${_o[@]}"
+  _xv=${_xv%$'\n'}
+}
+# verdict VAR RC OUTFILE: "ok", "abort" or the message, from a qemu-img
+# create's exit code and output
+verdict() {
+  local -n _v=$1
+  case $2 in
+    0 | 155) _v=ok ;; # 155: SIGPROF, out of CPU time in the PBKDF2 timer
+    134) _v=abort ;;
+    *)
+      _v=$(<"$3")
+      if [[ $_v == *"accurate CPU usage"* ]]; then _v=ok; else xnorm "$1"; fi
+      ;;
   esac
 }
-# our_verdict OPTS: "ok" or our message (o/x.luks left for a look)
-our_verdict() {
-  local out
-  rm -f o/x.luks
-  out=$(qi create -q -f luks $SEC -o "key-secret=sec0,iter-time=1,$1" o/x.luks 1M 2>&1) && echo ok ||
-    echo "$out" | xnorm
-}
-# the two tools work in q/ and o/ at once: one name in messages
-xnorm() { norm | sed 's#^qemu-img: [qo]/x.luks: #qemu-img: x.luks: #'; }
 mkdir -p q o
 
-# get OPTS KEY DEFAULT: the value of KEY in OPTS
-get() { local v; v=$(echo ",$1," | sed -n "s/.*,$2=\([^,]*\),.*/\1/p"); echo "${v:-$3}"; }
+# get VAR OPTS KEY DEFAULT: the value of KEY in OPTS (the last one given)
+get() {
+  local -n _g=$1
+  if [[ ,$2, =~ .*,$3=([^,]*), ]] && [ -n "${BASH_REMATCH[1]}" ]; then _g=${BASH_REMATCH[1]}; else _g=$4; fi
+}
 
 NOK=0 NREF=0
 combo() { # OPTS
-  local q o
-  qemu_verdict "$1" >q.txt &
-  o=$(our_verdict "$1")
-  wait $!
-  q=$(cat q.txt)
-  if [ "$q" = ok ] && echo "$o" | grep -q "is not a whole number of sectors"; then
+  local q o pid
+  # qemu's verdict in the background (a CPU-capped qemu-img create) ...
+  "$PY" -c "$CPUCAP" "$QEMU_CPU" qemu-img create "${QOBJ[@]}" -q -f luks $SEC \
+    -o "key-secret=sec0,iter-time=1,$1" q/x.luks 1M >q.txt 2>&1 &
+  pid=$!
+  # ... ours meanwhile ("ok" or our message; o/x.luks left for a look)
+  if qi create -q -f luks $SEC -o "key-secret=sec0,iter-time=1,$1" o/x.luks 1M >o.txt 2>&1; then
+    o=ok
+  else
+    o=$(<o.txt); xnorm o
+  fi
+  wait $pid
+  verdict q $? q.txt
+  if [ "$q" = ok ] && [[ $o == *"is not a whole number of sectors"* ]]; then
     if [ "$FULL" = 1 ] || [ -z "${ABORT_SEEN:-}" ]; then
-      q=$(qemu_verdict "$1" full)
+      qimg create -q -f luks $SEC -o "key-secret=sec0,iter-time=1,$1" q/x.luks 1M >q.txt 2>&1
+      verdict q $? q.txt
       check_eq "$1: qemu 7.2 aborts" abort "$q"
       ABORT_SEEN=1
     fi
@@ -79,9 +96,10 @@ combo() { # OPTS
   if [ "$o" != ok ]; then NREF=$((NREF + 1)); return; fi
   NOK=$((NOK + 1))
   # what we wrote is the combination asked for, as qemu reads the header
-  local info; info=$(qemu-img info --output=json o/x.luks | tr -d ' \n')
-  local c m
-  c=$(get "$1" cipher-alg aes-256); m=$(get "$1" cipher-mode xts)
+  local info c m
+  info_json_of o/x.luks info
+  info=${info//[ $'\n']/}
+  get c "$1" cipher-alg aes-256; get m "$1" cipher-mode xts
   case $info in
     *"\"cipher-alg\":\"$c\""*"\"cipher-mode\":\"$m\""* | *"\"cipher-mode\":\"$m\""*"\"cipher-alg\":\"$c\""*) pass ;;
     *) fail "$1: qemu-img info of our image: $info" ;;

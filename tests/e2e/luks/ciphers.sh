@@ -18,15 +18,22 @@ source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/common.sh"
 
 # the payload: data at the start, a hole, data near the end (2 MiB)
-truncate -s 2M src.raw
-dd if=/dev/urandom of=src.raw bs=64k count=5 conv=notrunc status=none
-dd if=/dev/urandom of=src.raw bs=4k count=3 seek=400 conv=notrunc status=none
+python3 - <<'PY'
+import os
+with open("src.raw", "wb") as f:
+    f.truncate(2 << 20)
+    f.write(os.urandom(5 << 16))
+    f.seek(400 << 12)
+    f.write(os.urandom(3 << 12))
+PY
 # qemu-io's writes, unaligned ones included (qemu does read-modify-write)
 QIO=(-c "write -P 0x66 4100 3000" -c "write -P 0x77 1536k 64k" -c "write -P 0x88 2096640 512")
 cp src.raw want.raw
 qemu-io -f raw want.raw "${QIO[@]}" >/dev/null || fail "qemu-io on raw"
 truncate -s 2M pat.raw
 qemu-io -f raw pat.raw "${QIO[@]}" >/dev/null
+WANT="driver=raw,file.filename=want.raw"
+SRC="driver=raw,file.filename=src.raw"
 
 # name -> create options
 declare -A MODES=(
@@ -40,59 +47,97 @@ CIPHERS="serpent-128 serpent-192 serpent-256 twofish-128 twofish-192 twofish-256
 # the qemu-made LUKS images: every cipher once, every mode at least once
 QEMU_MADE="serpent-128:cbc-essiv serpent-192:xts serpent-256:ecb twofish-128:ctr twofish-192:xts twofish-256:cbc-plain64"
 if [ "${IMGPIPE_LUKS_FULL:-0}" = 1 ]; then
-  QEMU_MADE=$(for c in $CIPHERS; do for m in "${!MODES[@]}"; do
-    case $c:$m in *-192:xts | *-128:* | *-256:*) echo "$c:$m" ;; esac; done; done)
+  QEMU_MADE=
+  for c in $CIPHERS; do for m in "${!MODES[@]}"; do
+    case $c:$m in *-192:xts | *-128:* | *-256:*) QEMU_MADE+=" $c:$m" ;; esac
+  done; done
 fi
 E="encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=$IT"
 QCOW_MADE="serpent-256:xts twofish-128:cbc-essiv"
+
+# qcow2_opts VAR CIPHER MODE: the encrypt.* options for CIPHER and MODE
+qcow2_opts() {
+  local -n _qo=$1
+  local _x _o=
+  for _x in cipher-alg=$2 ${MODES[$3]//,/ }; do _o+=${_o:+,}encrypt.$_x; done
+  _qo=$_o
+}
 
 # ---- start qemu's creates in the background (two at a time) ----
 qemu_made() { # NAME: q-NAME.luks with qemu's pattern
   local c=${1%%:*} m=${1#*:} f="q-${1/:/_}.luks"
   qemu_create -f luks $SEC -o "key-secret=sec0,iter-time=$IT,cipher-alg=$c,${MODES[$m]}" "$f" 2M &&
-    qemu-io $SEC --image-opts "$(lopts "$f")" "${QIO[@]}" >/dev/null && touch "$f.ok"
+    qemu-io $SEC --image-opts "$LK$f" "${QIO[@]}" >/dev/null && : >"$f.ok"
 }
 qemu_made_qcow2() {
   local c=${1%%:*} m=${1#*:} o f="q-${1/:/_}.qcow2"
-  o=$(echo "cipher-alg=$c,${MODES[$m]}" | sed 's/\([a-z-]*=\)/encrypt.\1/g')
+  qcow2_opts o "$c" "$m"
   qemu_create -f qcow2 $SEC -o "$E,$o" "$f" 2M &&
-    qemu-io $SEC --image-opts "$(qopts "$f")" "${QIO[@]}" >/dev/null && touch "$f.ok"
+    qemu-io $SEC --image-opts "$QK$f" "${QIO[@]}" >/dev/null && : >"$f.ok"
 }
-(
-  for x in $QEMU_MADE; do echo "luks $x"; done
-  for x in $QCOW_MADE; do echo "qcow2 $x"; done
-) >jobs.txt
-run_jobs() { # every other line of jobs.txt, from line $1
-  sed -n "$1~2p" jobs.txt | while read -r kind x; do
+JOBS=()
+for x in $QEMU_MADE; do JOBS+=("luks $x"); done
+for x in $QCOW_MADE; do JOBS+=("qcow2 $x"); done
+run_jobs() { # every other job, from job $1 (0 or 1)
+  local i kind x
+  for ((i = $1; i < ${#JOBS[@]}; i += 2)); do
+    read -r kind x <<<"${JOBS[i]}"
     if [ "$kind" = luks ]; then qemu_made "$x"; else qemu_made_qcow2 "$x"; fi
   done
 }
-run_jobs 1 2>bg1.err &
+run_jobs 0 2>bg1.err &
 BG1=$!
-run_jobs 2 2>bg2.err &
+run_jobs 1 2>bg2.err &
 BG2=$!
 
 # ---- our images: every combination ----
-# info_algs IMG: cipher-alg/mode/ivgen/hashes from qemu-img info, sorted
+# sortv VAR...: the words of each array VAR sorted (as sort in the C
+# locale; a handful of words: an insertion sort)
+sortv() {
+  local -n _a=$1
+  local _i _j _x
+  for ((_i = 1; _i < ${#_a[@]}; _i++)); do
+    _x=${_a[_i]}
+    for ((_j = _i - 1; _j >= 0; _j--)); do
+      [[ ${_a[_j]} > $_x ]] || break
+      _a[_j + 1]=${_a[_j]}
+    done
+    _a[_j + 1]=$_x
+  done
+}
+# info_algs IMG VAR: cipher-alg/mode/ivgen/hashes from qemu-img info, sorted
 info_algs() {
-  qemu-img info --output=json "$1" | grep -E '"(cipher-alg|cipher-mode|ivgen-alg|ivgen-hash-alg)"' |
-    tr -d ' ,' | sort | tr '\n' ' '
+  local _j _l _lines _w=()
+  info_json_of "$1" _j
+  mapfile -t _lines <<<"$_j"
+  for _l in "${_lines[@]}"; do
+    [[ $_l =~ \"(cipher-alg|cipher-mode|ivgen-alg|ivgen-hash-alg)\" ]] || continue
+    _l=${_l// /}
+    _w+=("${_l//,/}")
+  done
+  sortv _w
+  printf -v "$2" '%s ' "${_w[@]}"
+  [ ${#_w[@]} -gt 0 ] || printf -v "$2" '%s' ""
 }
 ours() { # CIPHER MODE
-  local name="$1-$2" img="o.luks"
-  rm -f "$img"
+  local name="$1-$2" img="o.luks" got want
   if ! qi create -q -f luks $SEC -o "key-secret=sec0,iter-time=$IT,cipher-alg=$1,${MODES[$2]}" "$img" 2M; then
     fail "$name: our create"; return
   fi
-  qi convert -n $SEC --target-image-opts -f raw src.raw "$(lopts "$img")" || fail "$name: our write"
-  qemu-io $SEC --image-opts "$(lopts "$img")" "${QIO[@]}" >/dev/null || fail "$name: qemu-io write"
-  raw_of "$(lopts "$img")" q.raw && our_raw_of "$(lopts "$img")" o.raw
-  if cmp -s q.raw want.raw; then pass; else fail "$name: qemu reads other bytes than written"; fi
-  if cmp -s o.raw want.raw; then pass; else fail "$name: we read other bytes than written"; fi
-  local mode=${2%%-*} iv=plain64 ivh=
-  [ "$2" = cbc-essiv ] && iv=essiv ivh='"ivgen-hash-alg":"sha256"'
-  check_eq "$name: qemu-img info" "$(printf '%s\n' "\"cipher-alg\":\"$1\"" "\"cipher-mode\":\"$mode\"" \
-    "\"ivgen-alg\":\"$iv\"" $ivh | sort | tr '\n' ' ')" "$(info_algs "$img")"
+  qi convert -n $SEC --target-image-opts -f raw src.raw "$LK$img" || fail "$name: our write"
+  qemu-io $SEC --image-opts "$LK$img" "${QIO[@]}" >/dev/null || fail "$name: qemu-io write"
+  # qemu reads exactly the bytes written (compared with want.raw)
+  qemu-img compare $SEC --image-opts "$WANT" "$LK$img" >.compare 2>&1 && pass ||
+    fail "$name: qemu reads other bytes than written: $(<.compare)"
+  our_raw_of "$LK$img" "o-$name.raw"
+  defer_cmp "$name: we read other bytes than written" "o-$name.raw" want.raw 0 A
+  local mode=${2%%-*} iv=plain64 ivh=()
+  [ "$2" = cbc-essiv ] && iv=essiv ivh=('"ivgen-hash-alg":"sha256"')
+  want=("\"cipher-alg\":\"$1\"" "\"cipher-mode\":\"$mode\"" "\"ivgen-alg\":\"$iv\"" "${ivh[@]}")
+  sortv want
+  printf -v want '%s ' "${want[@]}"
+  info_algs "$img" got
+  check_eq "$name: qemu-img info" "$want" "$got"
 }
 for c in $CIPHERS; do
   for m in xts cbc-essiv cbc-plain64 ecb ctr; do
@@ -104,64 +149,67 @@ for c in $CIPHERS; do
     ours "$c" "$m"
   done
 done
-same_err "check (luks has none)" check $SEC --image-opts "$(lopts o.luks)"
+same_err "check (luks has none)" check $SEC --image-opts "${LK}o.luks"
 
 # ---- amend key slots on a twofish image: qemu on one copy, us on the other ----
 qi create -q -f luks $SEC -o "key-secret=sec0,iter-time=$IT,cipher-alg=twofish-256,cipher-mode=xts" a.luks 2M
-qi convert -n $SEC --target-image-opts -f raw src.raw "$(lopts a.luks)"
-cp a.luks aq.luks; cp a.luks ao.luks
-slots() { qemu-img info --output=json "$1" | grep '"active"' | sed 's/.*: \([a-z]*\).*/\1/' | tr '\n' ' '; }
+qi convert -n $SEC --target-image-opts -f raw src.raw "${LK}a.luks"
+tee aq.luks ao.luks <a.luks >/dev/null # (two copies, one process)
 amend_both() { # WHAT SECRET OPTS...
   local what=$1 key=$2; shift 2
-  local a b ra rb
-  a=$(qimg amend $SEC "$@" --image-opts "$(lopts aq.luks "$key")" 2>&1); ra=$?
-  b=$(qi amend $SEC "$@" --image-opts "$(lopts ao.luks "$key")" 2>&1); rb=$?
+  local a b ra rb sq so
+  qimg amend $SEC "$@" --image-opts "driver=luks,key-secret=$key,file.filename=aq.luks" >.amend.q 2>&1; ra=$?
+  qi amend $SEC "$@" --image-opts "driver=luks,key-secret=$key,file.filename=ao.luks" >.amend.o 2>&1; rb=$?
+  a=$(<.amend.q); b=$(<.amend.o)
+  normv a; normv b
   check_eq "$what (exit code)" "$ra" "$rb"
-  check_eq "$what (message)" "$(echo "$a" | norm)" "$(echo "$b" | norm)"
-  check_eq "$what (slots)" "$(slots aq.luks)" "$(slots ao.luks)"
+  check_eq "$what (message)" "$a" "$b"
+  slots_of aq.luks sq; slots_of ao.luks so
+  check_eq "$what (slots)" "$sq" "$so"
 }
 amend_both "twofish: add slot 3" sec0 -o state=active,new-secret=sec1,keyslot=3,iter-time=$IT
-check_eq "twofish: slots" "true false false true false false false false " "$(slots ao.luks)"
+slots_of ao.luks s
+check_eq "twofish: slots" "true false false true false false false false " "$s"
 # each tool's new slot opens in the other tool
-same_content $SEC --image-opts "driver=raw,file.filename=src.raw" "$(lopts ao.luks sec1)"
-check_rc "twofish: we open qemu's new slot" 0 qi compare $SEC --image-opts "driver=raw,file.filename=src.raw" "$(lopts aq.luks sec1)"
+same_content $SEC --image-opts "$SRC" "driver=luks,key-secret=sec1,file.filename=ao.luks"
+check_rc "twofish: we open qemu's new slot" 0 qi compare $SEC --image-opts "$SRC" "driver=luks,key-secret=sec1,file.filename=aq.luks"
 amend_both "twofish: erase slot 0 by passphrase" sec1 -o state=inactive,old-secret=sec0
-same_err "twofish: old passphrase gone" compare $SEC --image-opts "$(lopts ao.luks sec0)" "$(lopts ao.luks sec0)"
-same_content $SEC --image-opts "driver=raw,file.filename=src.raw" "$(lopts ao.luks sec1)"
+same_err "twofish: old passphrase gone" compare $SEC --image-opts "${LK}ao.luks" "${LK}ao.luks"
+same_content $SEC --image-opts "$SRC" "driver=luks,key-secret=sec1,file.filename=ao.luks"
 
 # ---- encrypted qcow2, ours ----
 for x in $QCOW_MADE; do
-  c=${x%%:*} m=${x#*:}
-  o=$(echo "cipher-alg=$c,${MODES[$m]}" | sed 's/\([a-z-]*=\)/encrypt.\1/g')
-  rm -f o.qcow2
-  qi create -q -f qcow2 $SEC -o "$E,$o" o.qcow2 2M || { fail "qcow2 $x: our create"; continue; }
-  qi convert -n $SEC --target-image-opts -f raw src.raw "$(qopts o.qcow2)" || fail "qcow2 $x: our write"
-  qemu-io $SEC --image-opts "$(qopts o.qcow2)" "${QIO[@]}" >/dev/null || fail "qcow2 $x: qemu-io write"
-  raw_of "$(qopts o.qcow2)" q.raw && our_raw_of "$(qopts o.qcow2)" o.raw
-  if cmp -s q.raw want.raw; then pass; else fail "qcow2 $x: qemu reads other bytes"; fi
-  if cmp -s o.raw want.raw; then pass; else fail "qcow2 $x: we read other bytes"; fi
-  out=$(qemu-img check $SEC --image-opts "$(qopts o.qcow2)" 2>&1) && pass || fail "qcow2 $x: qemu-img check: $out"
+  qcow2_opts o "${x%%:*}" "${x#*:}"
+  img=o-${x/:/_}.qcow2
+  qi create -q -f qcow2 $SEC -o "$E,$o" "$img" 2M || { fail "qcow2 $x: our create"; continue; }
+  qi convert -n $SEC --target-image-opts -f raw src.raw "$QK$img" || fail "qcow2 $x: our write"
+  qemu-io $SEC --image-opts "$QK$img" "${QIO[@]}" >/dev/null || fail "qcow2 $x: qemu-io write"
+  qemu-img compare $SEC --image-opts "$WANT" "$QK$img" >.compare 2>&1 && pass ||
+    fail "qcow2 $x: qemu reads other bytes: $(<.compare)"
+  our_raw_of "$QK$img" "$img.raw"
+  defer_cmp "qcow2 $x: we read other bytes" "$img.raw" want.raw 0 A
+  qemu_check "qcow2 $x: qemu-img check" $SEC --image-opts "$QK$img"
 done
 
 # ---- qemu's images: we read its pattern, then write, and qemu reads ours ----
 wait $BG1 $BG2
-cat bg1.err bg2.err >&2
+[ -s bg1.err ] && echo "$(<bg1.err)" >&2
+[ -s bg2.err ] && echo "$(<bg2.err)" >&2
 theirs() { # IMG IMGOPTS NAME
   local img=$1 opts=$2 name=$3
   [ -e "$img.ok" ] || { fail "$name: qemu-img create/qemu-io failed"; return; }
-  our_raw_of "$opts" o.raw && raw_of "$opts" q.raw
-  if cmp -s o.raw q.raw; then pass; else fail "$name (qemu's image): we read other bytes than qemu"; fi
+  our_raw_of "$opts" "$img.o.raw" && raw_of "$opts" "$img.q.raw"
+  defer_cmp "$name (qemu's image): we read other bytes than qemu" "$img.o.raw" "$img.q.raw" 0 B
   # what qemu-io wrote reads back (a fresh LUKS payload decrypts to noise)
-  if cmp -s -i 4100 -n 3000 o.raw pat.raw && cmp -s -i 1572864 -n 65536 o.raw pat.raw &&
-    cmp -s -i 2096640 o.raw pat.raw; then pass; else fail "$name (qemu's image): not qemu-io's pattern"; fi
+  defer_cmp "$name (qemu's image): not qemu-io's pattern" "$img.o.raw" pat.raw 4100+3000,1572864+65536,2096640 A
   qi convert -n $SEC --target-image-opts -f raw src.raw "$opts" || fail "$name: our write into qemu's image"
-  same_content $SEC --image-opts "driver=raw,file.filename=src.raw" "$opts"
+  same_content $SEC --image-opts "$SRC" "$opts"
 }
-for x in $QEMU_MADE; do theirs "q-${x/:/_}.luks" "$(lopts "q-${x/:/_}.luks")" "luks $x"; done
+for x in $QEMU_MADE; do theirs "q-${x/:/_}.luks" "${LK}q-${x/:/_}.luks" "luks $x"; done
 for x in $QCOW_MADE; do
   f="q-${x/:/_}.qcow2"
-  theirs "$f" "$(qopts "$f")" "qcow2 $x"
-  out=$(qemu-img check $SEC --image-opts "$(qopts "$f")" 2>&1) && pass || fail "qcow2 $x after our writes: $out"
+  theirs "$f" "$QK$f" "qcow2 $x"
+  qemu_check "qcow2 $x after our writes" $SEC --image-opts "$QK$f"
 done
 
-finish
+finish_luks
